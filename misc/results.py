@@ -1,0 +1,82 @@
+"""Atomic writes and the shared ``result/metrics.json``."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Atomic ``np.savez`` (no pickle); the file holds exactly the given key names."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_png(path: str | os.PathLike, label: np.ndarray, palette: list[int] | None = None) -> None:
+    """Atomic single-channel uint8 PNG (a palette PNG when ``palette`` is given)."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="L" if palette is None else None)
+    if palette is not None:
+        im = im.convert("P") if im.mode != "P" else im
+        im.putpalette(palette)
+    atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy → Python; NaN/inf → None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    text = json.dumps(to_jsonable(data), indent=2, sort_keys=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def update_metrics(result_dir: str | os.PathLike, key: str, values: dict) -> dict:
+    """Set ``metrics[key] = values`` in ``<result_dir>/metrics.json`` (other keys kept); returns the whole dict."""
+    path = Path(result_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics[key] = to_jsonable(values)
+    write_json(path, metrics)
+    return metrics

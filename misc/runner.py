@@ -1,0 +1,157 @@
+"""The one per-image runner behind make_cam, cam_to_ir_label, make_sem_seg_labels and make_ins_seg_labels.
+
+A step supplies a :class:`PerImageTask` (where an id's output goes, how to load its inputs, how to compute and write
+it). The runner takes care of the rest: the id list and ``--shard K/N``, skipping ids already done (unless
+``overwrite``), the split over GPUs (one process per device) or CPU processes, a progress bar, and an error that
+names the id when one image fails. Tasks write their outputs atomically (``misc.results``), so an interrupted run
+leaves no half-written file and a rerun completes whatever is missing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class PerImageTask:
+    """Override ``output_path``, ``load`` and ``process``; ``setup`` runs once per worker (e.g. builds the model)."""
+
+    name = "task"
+
+    def output_path(self, img_id: str) -> Path:
+        raise NotImplementedError
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def load(self, img_id: str) -> Any:
+        """CPU-side input loading (runs in DataLoader workers); must be picklable output."""
+        return None
+
+    def process(self, img_id: str, inputs: Any) -> None:
+        """Compute and write the outputs of ``img_id`` (atomically)."""
+        raise NotImplementedError
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"K/N"`` → (K, N) with 0 <= K < N; ``None`` → (0, 1)."""
+    if not shard:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {shard!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"--shard {shard}: need 0 <= K < N")
+    return k, n
+
+
+class _IdDataset(Dataset):
+    def __init__(self, task: PerImageTask, ids: Sequence[str]) -> None:
+        self.task, self.ids = task, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        img_id = self.ids[i]
+        try:
+            return img_id, self.task.load(img_id), None
+        except Exception as exc:  # reported with the id in the consumer
+            return img_id, None, f"{type(exc).__name__}: {exc}"
+
+
+def _first(batch):
+    return batch[0]
+
+
+def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[str], loader_workers: int,
+          threads: int) -> None:
+    if rank > 0 or len(shares) > 1:
+        from misc.log import setup_logging
+
+        setup_logging()
+    torch.set_num_threads(max(1, threads))
+    ids = shares[rank]
+    device = torch.device(devices[rank % len(devices)])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    task.setup(device)
+    loader = DataLoader(_IdDataset(task, ids), batch_size=1, shuffle=False, num_workers=loader_workers,
+                        collate_fn=_first)
+    desc = task.name if len(shares) == 1 else f"{task.name}[{rank}]"
+    with torch.inference_mode():
+        for img_id, inputs, err in tqdm(loader, total=len(ids), desc=desc, position=rank, mininterval=2.0,
+                                        dynamic_ncols=True):
+            if err is not None:
+                raise RuntimeError(f"{task.name}: image {img_id!r}: {err}")
+            try:
+                task.process(img_id, inputs)
+            except Exception as exc:
+                raise RuntimeError(f"{task.name}: image {img_id!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int
+    processed: int
+    seconds: float
+
+
+def run_per_image(
+    task: PerImageTask,
+    ids: Sequence[str],
+    *,
+    devices: Sequence[str] = ("cpu",),
+    processes: int = 1,
+    overwrite: bool = False,
+    shard: str | None = None,
+    loader_workers: int = 0,
+) -> RunSummary:
+    """Run ``task`` on every id of ``ids`` (this shard) whose output is missing.
+
+    ``devices``: one worker process per device when there are several (e.g. every visible GPU); ``processes``: the
+    number of CPU worker processes when the only device is the CPU (for CPU-bound work such as the CRF).
+    """
+    t0 = time.perf_counter()
+    k, n = parse_shard(shard)
+    ids = list(ids)[k::n]
+    todo = ids if overwrite else [i for i in ids if not task.output_path(i).exists()]
+    skipped = len(ids) - len(todo)
+    if skipped:
+        log.info("%s: %d of %d images already done, skipped (use --overwrite to redo)", task.name, skipped, len(ids))
+    if todo:
+        devices = list(devices)
+        n_workers = len(devices) if len(devices) > 1 else max(1, processes)
+        n_workers = min(n_workers, len(todo))
+        shares = [todo[r::n_workers] for r in range(n_workers)]
+        cpu_threads = max(1, (os.cpu_count() or 1) // n_workers)
+        if n_workers == 1:
+            _work(0, task, shares, devices, loader_workers, torch.get_num_threads())
+        else:
+            import torch.multiprocessing as mp
+
+            per_worker_loaders = loader_workers // n_workers
+            mp.spawn(_work, args=(task, shares, devices, per_worker_loaders, cpu_threads), nprocs=n_workers, join=True)
+    summary = RunSummary(len(ids), skipped, len(todo), time.perf_counter() - t0)
+    log.info("%s: %d processed, %d skipped in %.1f s", task.name, summary.processed, summary.skipped, summary.seconds)
+    return summary
+
+
+def inference_devices(device_arg: str) -> list[str]:
+    """``--device`` → the devices per-image steps use: every visible GPU for ``auto``/``cuda``, else the one given."""
+    if device_arg in ("auto", "cuda") and torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if device_arg == "auto":
+        return ["cpu"]
+    return [device_arg]

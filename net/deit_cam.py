@@ -1,0 +1,323 @@
+"""TS-CAM / CRT transformer CAM branch (SPEC §3.1, §3.2; CUB variant SPEC §6).
+
+A DeiT whose Linear head is replaced by a 3×3 conv on the patch-token grid. Key names follow timm / the original
+(``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``,
+``norm``, ``head``), so DeiT ImageNet weights and the original CRT checkpoints load as is.
+
+VOC (``tiled=True``, ``num_passes=3``): pos_embed is never interpolated, so inputs are cut into tile×tile crops at
+stride tile/2, each run at its native size, and the tile outputs are merged by averaging overlaps. The 12 blocks run
+``num_passes`` times with an extra outer residual ``z ← z + F(z)``.
+
+CUB (``tiled=False``, ``num_passes=1``, ``outer_residual=False``): the plain TS-CAM forward on a tile×tile input.
+
+Attention: training and the block outputs always use fused attention (``F.scaled_dot_product_attention``); the CAM
+path additionally computes only the cls-query row ``softmax(q_cls·Kᵀ·scale)`` per head (head-mean), summed over all
+block calls.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
+
+from misc.torchutils import gap2d
+
+log = logging.getLogger(__name__)
+
+DEIT_SMALL_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth"
+
+
+class PatchEmbed(nn.Module):
+    """Conv p×p stride p: (N,3,t,t) → tokens (N, (t/p)², D)."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with fused SDPA; optionally also the head-mean cls-query attention row."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cls_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (N,L,D) → (out (N,L,D), cls row (N,L) = mean_heads softmax(q_0·Kᵀ·scale) or None)."""
+        n, length, dim = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (N, heads, L, hd)
+        out = F.scaled_dot_product_attention(q, k, v)
+        row = None
+        if cls_attention:
+            logits = (q[:, :, :1] * self.scale) @ k.transpose(-2, -1)  # (N, heads, 1, L)
+            row = logits.float().softmax(dim=-1).mean(dim=1)[:, 0]
+        out = out.transpose(1, 2).reshape(n, length, dim)
+        return self.proj(out), row
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x += DropPath(attn(LN1 x)); x += DropPath(MLP(LN2 x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: torch.Tensor, cls_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_out, row = self.attn(self.norm1(x), cls_attention)
+        x = x + self.drop_path(attn_out)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, row
+
+
+class DeiTCAM(nn.Module):
+    """DeiT with a conv head producing class score maps at stride ``patch_size``.
+
+    Modes:
+    - ``forward(x)``: raw (pre-ReLU) score map (B,C,H/p,W/p). Tiled: H and W must be multiples of tile/2 and ≥ tile
+      (no padding). Not tiled: H = W = tile.
+    - ``forward(x, return_cam=True)`` / ``forward_cam(x)``: per-image CAMs (B,C,ceil(H/p),ceil(W/p)) of any batch.
+    - ``forward_wsol(x)``: CUB interface (logits, map).
+    """
+
+    def __init__(self, num_classes: int = 20, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
+                 mlp_ratio: float = 4.0, patch_size: int = 16, tile_size: int = 224, num_passes: int = 3,
+                 tiled: bool = True, outer_residual: bool = True, drop_path_rate: float = 0.0,
+                 qkv_bias: bool = True, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        if tile_size % patch_size or (tile_size // patch_size) % 2:
+            raise ValueError("tile_size / patch_size must be an even integer (tiles overlap by half a tile)")
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.tile_size = tile_size
+        self.tile_stride = tile_size // 2
+        self.grid = tile_size // patch_size
+        self.num_passes = num_passes
+        self.tiled = tiled
+        self.outer_residual = outer_residual
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, embed_dim))
+        self.patch_embed = PatchEmbed(patch_size, embed_dim)
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rates[i], norm_eps) for i in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head = nn.Conv2d(embed_dim, num_classes, 3, 1, 1)  # default PyTorch conv init, as the original
+
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # ---------------------------------------------------------------- parameters
+    def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(all ViT params incl. pos_embed / cls_token, conv head params)."""
+        head = list(self.head.parameters())
+        head_ids = {id(p) for p in head}
+        return [p for p in self.parameters() if id(p) not in head_ids], head
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    # ---------------------------------------------------------------- geometry
+    def pad_for_cam(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad bottom/right to max((H//s+1)·s, tile), s = tile/2 (always ≥ 1 px, as the original)."""
+        h, w = x.shape[-2:]
+        s = self.tile_stride
+        hp = max((h // s + 1) * s, self.tile_size)
+        wp = max((w // s + 1) * s, self.tile_size)
+        return F.pad(x, (0, wp - w, 0, hp - h))
+
+    def tile(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(B,3,H,W) → (tiles (T·B,3,t,t), num_h, num_w); tile-major order: index = (i·num_w + j)·B + b."""
+        b, c, h, w = x.shape
+        t, s = self.tile_size, self.tile_stride
+        if h % s or w % s or h < t or w < t:
+            raise ValueError(f"tiled input must have H, W multiples of {s} and >= {t}; got {h}x{w}")
+        num_h, num_w = (h - t) // s + 1, (w - t) // s + 1
+        tiles = x.unfold(2, t, s).unfold(3, t, s)  # (B,3,nh,nw,t,t)
+        tiles = tiles.permute(2, 3, 0, 1, 4, 5).reshape(num_h * num_w * b, c, t, t)
+        return tiles, num_h, num_w
+
+    def merge(self, f: torch.Tensor, num_h: int, num_w: int, batch: int) -> torch.Tensor:
+        """Tile maps (T·B,C,g,g) → canvas (B,C,(g/2)(num_h+1),(g/2)(num_w+1)), overlaps averaged.
+
+        Accumulates in at least float32 on the input's device.
+        """
+        _, c, g, _ = f.shape
+        half = g // 2
+        acc_dtype = torch.promote_types(f.dtype, torch.float32)
+        cols = f.to(acc_dtype).reshape(num_h, num_w, batch, c, g, g).permute(2, 3, 4, 5, 0, 1)
+        cols = cols.reshape(batch, c * g * g, num_h * num_w)
+        size = (half * (num_h + 1), half * (num_w + 1))
+        canvas = F.fold(cols, size, kernel_size=g, stride=half)
+        ones = torch.ones(1, g * g, num_h * num_w, dtype=acc_dtype, device=f.device)
+        count = F.fold(ones, size, kernel_size=g, stride=half)
+        return canvas / count
+
+    # ---------------------------------------------------------------- ViT core
+    def encode(self, tiles: torch.Tensor, cls_attention: bool = False,
+               attention_rows: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tiles (N,3,t,t) → (patch tokens after the final LN (N,g²,D), cls attention (N,g²) or None).
+
+        The cls attention is Σ over all block calls (num_passes × depth) of the head-mean cls-query row, restricted
+        to the patch keys. If ``attention_rows`` is a list, each call's full row (N, g²+1) is appended (debugging).
+        """
+        n = tiles.shape[0]
+        z = self.patch_embed(tiles).to(self.pos_embed.dtype)  # residual stream stays in the parameter dtype
+        z = torch.cat([self.cls_token.expand(n, -1, -1), z], dim=1) + self.pos_embed
+        want_rows = cls_attention or attention_rows is not None
+        attn_sum: torch.Tensor | None = None
+        for _ in range(self.num_passes):
+            y = z
+            for blk in self.blocks:
+                y, row = blk(y, want_rows)
+                if row is not None:
+                    if attention_rows is not None:
+                        attention_rows.append(row)
+                    attn_sum = row if attn_sum is None else attn_sum + row
+            z = z + y if self.outer_residual else y
+        tokens = self.norm(z)[:, 1:]
+        return tokens, (attn_sum[:, 1:] if cls_attention and attn_sum is not None else None)
+
+    def head_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N,g²,D) → head score map (N,C,g,g) (tokens laid out row-major)."""
+        n, length, d = tokens.shape
+        g = math.isqrt(length)
+        return self.head(tokens.transpose(1, 2).reshape(n, d, g, g))
+
+    def tile_scores(self, tiles: torch.Tensor, cls_attention: bool = False,
+                    attention_rows: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tiles (N,3,t,t) → (head score maps (N,C,g,g), cls attention maps (N,1,g,g) or None)."""
+        tokens, attn = self.encode(tiles, cls_attention, attention_rows)
+        scores = self.head_map(tokens)
+        if attn is not None:
+            attn = attn.reshape(attn.shape[0], 1, self.grid, self.grid)
+        return scores, attn
+
+    # ---------------------------------------------------------------- maps
+    def _maps(self, x: torch.Tensor, with_cam: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B,3,H,W) → (score map, un-ReLU'd CAM or None), both (B,C,ceil(H/p),ceil(W/p))."""
+        b, _, h, w = x.shape
+        if not self.tiled:
+            if h != self.tile_size or w != self.tile_size:
+                raise ValueError(f"untiled DeiTCAM needs {self.tile_size}x{self.tile_size} inputs, got {h}x{w}")
+            scores, attn = self.tile_scores(x, with_cam)
+            return scores, (attn * scores.detach() if attn is not None else None)
+        if with_cam:
+            x = self.pad_for_cam(x)
+        tiles, num_h, num_w = self.tile(x)
+        scores, attn = self.tile_scores(tiles, with_cam)
+        merged = self.merge(scores, num_h, num_w, b)
+        cams = self.merge(attn * scores.detach(), num_h, num_w, b) if attn is not None else None
+        oh, ow = -(-h // self.patch_size), -(-w // self.patch_size)
+        merged = merged[:, :, :oh, :ow]
+        return merged, (cams[:, :, :oh, :ow] if cams is not None else None)
+
+    def forward_cam(self, x: torch.Tensor) -> torch.Tensor:
+        """Any batch (B,3,H,W) → per-image CAMs ReLU(merge(cls-attention ⊙ score map)) (B,C,ceil(H/p),ceil(W/p)).
+
+        Tiled: the input is first zero-padded by :meth:`pad_for_cam`. Use :func:`fuse_flip_pair` on an
+        [img, flipped img] batch to get the original pair output.
+        """
+        _, cams = self._maps(x, with_cam=True)
+        assert cams is not None
+        return torch.relu(cams)
+
+    def forward(self, x: torch.Tensor, return_cam: bool = False) -> torch.Tensor:
+        """Score map (B,C,h,w) (pre-ReLU), or with ``return_cam`` the CAMs of :meth:`forward_cam`."""
+        if return_cam:
+            return self.forward_cam(x)
+        return self._maps(x, with_cam=False)[0]
+
+    def forward_wsol(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CUB interface (SPEC §6). Train mode: (logits = GAP(score map) (B,C), score map (B,C,h,w) pre-ReLU).
+        Eval mode: (logits, ReLU(cls attention ⊙ score map)) from the same forward."""
+        if self.training:
+            scores, _ = self._maps(x, with_cam=False)
+            return gap2d(scores), scores
+        scores, cams = self._maps(x, with_cam=True)
+        assert cams is not None
+        return gap2d(scores), torch.relu(cams)
+
+
+def fuse_flip_pair(cams: torch.Tensor) -> torch.Tensor:
+    """Original pair interface: CAMs of [img, horizontally flipped img] (2,C,h,w) → cams[0] + flip_W(cams[1]) (C,h,w)."""
+    if cams.shape[0] != 2:
+        raise ValueError(f"expected a pair of CAMs, got batch {cams.shape[0]}")
+    return cams[0] + cams[1].flip(-1)
+
+
+# -------------------------------------------------------------------- weights
+def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
+    """Load DeiT ImageNet weights (timm ``deit_small_patch16_224.fb_in1k`` or a local file such as the official
+    ``deit_small_patch16_224-cd65a155.pth``). ``head``/``head_dist`` keys whose shape differs are dropped, the rest
+    of the keys the model has are loaded (non-strict); skipped keys are logged."""
+    from misc.weights import load_pretrained
+
+    hint = f"{DEIT_SMALL_URL} (file deit_small_patch16_224-cd65a155.pth)"
+    state = load_pretrained(source, "deit_small_patch16_224.fb_in1k", flag=flag, download_hint=hint)
+    own = model.state_dict()
+    dropped = []
+    for key in ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"):
+        if key in state and (key not in own or state[key].shape != own[key].shape):
+            dropped.append(key)
+            del state[key]
+    if dropped:
+        log.info("DeiT weights: dropped keys with another shape: %s", dropped)
+    unknown = sorted(k for k in state if k not in own)
+    bad_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if bad_shape:
+        raise ValueError(f"DeiT weights: shape mismatch for {bad_shape}")
+    result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    if unknown:
+        log.info("DeiT weights: ignored keys not in the model: %s", unknown)
+    if result.missing_keys:
+        log.info("DeiT weights: model keys left at their init: %s", result.missing_keys)
+
+
+# -------------------------------------------------------------------- factories
+def deit_cam_tiny(**kw: Any) -> DeiTCAM:
+    """DeiT-Ti CAM branch (dim 192, 3 heads)."""
+    return DeiTCAM(**{"embed_dim": 192, "depth": 12, "num_heads": 3, **kw})
+
+
+def deit_cam_small(**kw: Any) -> DeiTCAM:
+    """DeiT-S CAM branch (dim 384, 6 heads), VOC defaults: 20 classes, 3 passes, tiled."""
+    return DeiTCAM(**{"embed_dim": 384, "depth": 12, "num_heads": 6, **kw})
+
+
+def deit_cam_base(**kw: Any) -> DeiTCAM:
+    """DeiT-B CAM branch (dim 768, 12 heads)."""
+    return DeiTCAM(**{"embed_dim": 768, "depth": 12, "num_heads": 12, **kw})
+
+
+def deit_wsol_small(**kw: Any) -> DeiTCAM:
+    """CUB TS-CAM model (SPEC §6): DeiT-S, 200 classes, single pass without outer residual, no tiling,
+    drop_path 0.1; use ``forward_wsol``."""
+    defaults = {"num_classes": 200, "num_passes": 1, "tiled": False, "outer_residual": False, "drop_path_rate": 0.1}
+    return deit_cam_small(**{**defaults, **kw})

@@ -1,0 +1,158 @@
+"""torchvision-layout ResNet backbone with FixedBatchNorm (SPEC §3.3).
+
+Key names are exactly torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` ...), so the
+ImageNet state dicts ``resnet{50,101,152}`` of torchvision / timm ``*.tv_in1k`` load as is once ``fc.*`` is dropped.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+BLOCKS_PER_DEPTH: dict[int, tuple[str, tuple[int, int, int, int]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+
+TORCHVISION_URLS: dict[int, str] = {
+    18: "https://download.pytorch.org/models/resnet18-5c106cde.pth",
+    34: "https://download.pytorch.org/models/resnet34-333f7ec4.pth",
+    50: "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+    101: "https://download.pytorch.org/models/resnet101-5d3b4d8f.pth",
+    152: "https://download.pytorch.org/models/resnet152-b121ed2d.pth",
+}
+
+
+class FixedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its running statistics (train or eval); γ/β stay trainable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, momentum=0.0, eps=self.eps)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = FixedBatchNorm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = FixedBatchNorm(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 → 3x3 (carries the stride) → 1x1 (x4 channels), torchvision V1.5 layout."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = FixedBatchNorm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = FixedBatchNorm(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = FixedBatchNorm(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet without fc. ``strides`` = (conv1, layer2, layer3, layer4) strides; maxpool always /2.
+
+    With the default (2, 2, 2, 1) the output stride is 16: (B,3,H,W) → (B, 512·expansion, ceil(H/16)…).
+    """
+
+    def __init__(self, block: type[nn.Module], layers: Sequence[int], strides: Sequence[int] = (2, 2, 2, 1)) -> None:
+        super().__init__()
+        if len(strides) != 4:
+            raise ValueError(f"strides must have 4 entries, got {strides}")
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, strides[0], 3, bias=False)
+        self.bn1 = FixedBatchNorm(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1)
+        self.layer2 = self._make_layer(block, 128, layers[1], strides[1])
+        self.layer3 = self._make_layer(block, 256, layers[2], strides[2])
+        self.layer4 = self._make_layer(block, 512, layers[3], strides[3])
+        self.out_channels = 512 * block.expansion  # type: ignore[attr-defined]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        expansion = block.expansion  # type: ignore[attr-defined]
+        downsample = None
+        if stride != 1 or self.inplanes != planes * expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * expansion, 1, stride, bias=False),
+                FixedBatchNorm(planes * expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def stages(self) -> list[nn.Module]:
+        """[stage1, stage2, stage3, stage4]: stage1 = conv1,bn1,relu,maxpool,layer1; stage2..4 = layer2..4.
+
+        The returned modules share parameters with this network (views, not copies).
+        """
+        stem = nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool, self.layer1)
+        return [stem, self.layer2, self.layer3, self.layer4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) → layer4 features (B, out_channels, h, w)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def build_resnet(depth: int, strides: Sequence[int] = (2, 2, 2, 1)) -> ResNet:
+    """ResNet-{18,34,50,101,152} with FixedBatchNorm, no fc, random init."""
+    if depth not in BLOCKS_PER_DEPTH:
+        raise ValueError(f"unsupported ResNet depth {depth}; choose from {sorted(BLOCKS_PER_DEPTH)}")
+    kind, layers = BLOCKS_PER_DEPTH[depth]
+    return ResNet(Bottleneck if kind == "bottleneck" else BasicBlock, layers, strides)
+
+
+def load_resnet_imagenet(model: ResNet, depth: int, source: str | None, flag: str) -> None:
+    """Load ImageNet weights (torchvision layout, ``fc.*`` dropped) strictly into ``model``.
+
+    ``source``: local ``.pth`` file (e.g. resnet152-b121ed2d.pth), a timm name, or None → ``resnet{depth}.tv_in1k``.
+    """
+    from misc.weights import load_pretrained
+
+    url = TORCHVISION_URLS.get(depth, "")
+    hint = f"{url} (file {url.rsplit('/', 1)[-1]})" if url else f"timm resnet{depth}.tv_in1k"
+    state = load_pretrained(source, f"resnet{depth}.tv_in1k", flag=flag, download_hint=hint)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    model.load_state_dict(state, strict=True)
+    log.info("loaded ImageNet ResNet-%d weights (%d tensors)", depth, len(state))

@@ -1,0 +1,83 @@
+"""CNN CAM branch (SPEC §3.3; CUB variant SPEC §6): ResNet (FixedBatchNorm, output stride 16) + 1×1 classifier."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from misc.torchutils import gap2d
+from net.resnet import ResNet, build_resnet
+
+
+class ResNetCAM(nn.Module):
+    """ResNet-{50,101,152} CAM network.
+
+    forward: stage1 → stage2 → detach → stage3 → stage4 → Conv1×1(→C, no bias) = raw score map (B,C,H/16,W/16).
+    Because of the detach, conv1..layer2 never receive gradients; conv1/bn1 are also frozen (requires_grad False).
+    """
+
+    def __init__(self, depth: int = 152, num_classes: int = 20, strides: Sequence[int] = (2, 2, 2, 1)) -> None:
+        super().__init__()
+        self.backbone: ResNet = build_resnet(depth, strides)
+        self.classifier = nn.Conv2d(self.backbone.out_channels, num_classes, 1, bias=False)
+        self._freeze_stem()
+
+    def _freeze_stem(self) -> None:
+        for module in (self.backbone.conv1, self.backbone.bn1):
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ResNetCAM":
+        """Standard ``nn.Module.train`` (the original never called it) and the stem stays frozen."""
+        super().train(mode)
+        self._freeze_stem()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) → layer4 features (B,2048,h,w); layers up to layer2 are detached."""
+        b = self.backbone
+        x = b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))
+        x = b.layer2(x).detach()
+        return b.layer4(b.layer3(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) → raw (pre-ReLU) class score map (B,C,h,w), stride 16 with the default strides."""
+        return self.classifier(self.features(x))
+
+    def forward_wsol(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CUB interface (SPEC §6): (logits = classifier(GAP(features)) (B,C), score map classifier(features) (B,C,h,w))."""
+        feats = self.features(x)
+        logits = self.classifier(gap2d(feats, keepdims=True)).flatten(1)
+        return logits, self.classifier(feats)
+
+    def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone params that receive gradients = layer3 + layer4, classifier params).
+
+        The original listed every backbone parameter, but conv1..layer2 never get a gradient (detach / frozen stem),
+        and SGD skips parameters without gradients, so the optimisation is the same.
+        """
+        backbone = [p for m in (self.backbone.layer3, self.backbone.layer4) for p in m.parameters() if p.requires_grad]
+        return backbone, list(self.classifier.parameters())
+
+    @staticmethod
+    def convert_original_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map an original ``resnet50_cam.Net`` state dict (``resnet50.*``, duplicated ``stage*.*``, ``classifier.*``)
+        to this module's keys (``backbone.*``, ``classifier.*``)."""
+        out: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            if key.startswith("resnet50."):
+                out["backbone." + key[len("resnet50."):]] = value
+            elif key.startswith("classifier."):
+                out[key] = value
+        return out
+
+
+def resnet_cam_voc(depth: int = 152, num_classes: int = 20) -> ResNetCAM:
+    """VOC CAM branch: ResNet-152, 20 classes, strides (2,2,2,1)."""
+    return ResNetCAM(depth=depth, num_classes=num_classes)
+
+
+def resnet_cam_cub(depth: int = 50, num_classes: int = 200) -> ResNetCAM:
+    """CUB CNN branch: ResNet-50, 200 classes; use ``forward_wsol``."""
+    return ResNetCAM(depth=depth, num_classes=num_classes)

@@ -1,0 +1,381 @@
+"""crt orchestrator: parse flags → resolve a plan (dataset, preset, steps) → run each step's ``run(args)`` in order.
+
+    python run_sample.py --voc12_root /data/VOC2012            # the full VOC pipeline
+    python run_sample.py --demo                                # the same on the built-in synthetic dataset
+    python run_sample.py --dataset cub --cub_root /data/CUB_200_2011
+    python run_sample.py --demo --dry_run --train_cam_pass false   # show the plan, write nothing
+
+All defaults live in :func:`build_parser`; presets (``--demo``, the tiny test preset) are named overrides of them,
+and any flag given on the command line wins over a preset.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger("crt")
+
+# (step flag, module) in the order they run.
+VOC_STEPS: tuple[tuple[str, str], ...] = (
+    ("train_cam_pass", "step.train_cam"),
+    ("make_cam_pass", "step.make_cam"),
+    ("eval_cam_pass", "step.eval_cam"),
+    ("cam_to_ir_label_pass", "step.cam_to_ir_label"),
+    ("train_irn_pass", "step.train_irn"),
+    ("make_ins_seg_pass", "step.make_ins_seg_labels"),
+    ("eval_ins_seg_pass", "step.eval_ins_seg"),
+    ("make_sem_seg_pass", "step.make_sem_seg_labels"),
+    ("eval_sem_seg_pass", "step.eval_sem_seg"),
+    ("train_deeplab_pass", "step.train_deeplab"),
+    ("eval_deeplab_pass", "step.eval_deeplab"),
+    ("export_deeplab_test_pass", "step.export_deeplab_test"),
+)
+CUB_STEPS: tuple[tuple[str, str], ...] = (
+    ("train_wsol_pass", "step.train_wsol"),
+    ("eval_wsol_pass", "step.eval_wsol"),
+)
+DEFAULT_OFF = {"make_ins_seg_pass", "eval_ins_seg_pass"}
+
+# Per-image steps (sharded by rank under torchrun) and metric steps (rank 0 only); the rest are training steps.
+PER_IMAGE_STEPS = {"step.make_cam", "step.cam_to_ir_label", "step.make_sem_seg_labels", "step.make_ins_seg_labels",
+                   "step.export_deeplab_test"}
+
+DEMO_VOC_DIR = "data/demo_voc12"
+DEMO_CUB_DIR = "data/demo_cub/CUB_200_2011"
+
+# Named overrides of the defaults. "demo" finishes the whole pipeline on a 2-core CPU in minutes; "tiny" is the
+# test preset (seconds). Model widths shrink, schedules shorten; every rule of the pipeline stays the same.
+PRESETS: dict[str, dict] = {
+    "demo": dict(
+        no_pretrained=True, num_workers=2,
+        demo_num_train=120, demo_num_val=40, demo_num_extra=160, demo_num_test=8, demo_image_size=(112, 160),
+        vit_embed_dim=96, vit_depth=4, vit_num_heads=3, vit_patch_size=16, vit_tile_size=224, vit_num_passes=3,
+        cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=6, cam_learning_rate=0.05, cam_resize_long=(160, 320),
+        cam_crop_size=224, cam_scales=(1.0, 0.5, 1.5),
+        irn_backbone_depth=18, irn_crop_size=192, irn_batch_size=8, irn_num_epoches=2,
+        deeplab_depth=18, deeplab_iters=300, deeplab_batch_size=5, deeplab_iter_size=1, deeplab_crop_size=161,
+        deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
+        cub_demo_classes=10, wsol_epochs=12, wsol_batch_size=32, wsol_num_classes=10, wsol_lr=5e-4,
+        wsol_lr_decay_epochs=8, wsol_l1_window=2, wsol_cnn_depth=18, wsol_heldout_per_class=2,
+    ),
+    "tiny": dict(
+        no_pretrained=True, num_workers=0,
+        demo_num_train=12, demo_num_val=6, demo_num_extra=6, demo_num_test=2, demo_image_size=(64, 96),
+        vit_embed_dim=32, vit_depth=2, vit_num_heads=2, vit_patch_size=16, vit_tile_size=64, vit_num_passes=3,
+        cam_cnn_depth=18, cam_batch_size=4, cam_num_epoches=2, cam_resize_long=(64, 128), cam_crop_size=96,
+        cam_scales=(1.0, 0.5),
+        irn_backbone_depth=18, irn_crop_size=64, irn_batch_size=4, irn_num_epoches=1,
+        deeplab_depth=18, deeplab_iters=4, deeplab_batch_size=2, deeplab_iter_size=2, deeplab_crop_size=65,
+        deeplab_checkpoint_every=2,
+        cub_demo_classes=3, wsol_epochs=2, wsol_batch_size=4, wsol_num_classes=3, wsol_l1_window=1,
+        wsol_cnn_depth=18, wsol_heldout_per_class=1, wsol_image_size=64, wsol_resize_size=72,
+    ),
+}
+
+_TRUE, _FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
+
+
+def str2bool(value: str | bool) -> bool:
+    """true/false/1/0/yes/no (any case) → bool."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
+
+
+def float_list(value: str) -> tuple[float, ...]:
+    """``"1.0,0.5"`` or ``"(1.0, 0.5)"`` → (1.0, 0.5)."""
+    parts = [p for p in str(value).replace("(", " ").replace(")", " ").replace(",", " ").split() if p]
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a list of numbers, got {value!r}") from None
+
+
+class _FloatList(argparse.Action):
+    """Accepts ``--flag 1.0 0.5 1.5`` and ``--flag 1.0,0.5,1.5``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        out: list[float] = []
+        for v in values if isinstance(values, list) else [values]:
+            out.extend(float_list(v))
+        if not out:
+            raise argparse.ArgumentError(self, "needs at least one number")
+        setattr(namespace, self.dest, tuple(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+
+    g = p.add_argument_group("run")
+    g.add_argument("--dataset", choices=("voc", "cub"), default="voc")
+    g.add_argument("--demo", action="store_true", help="use the built-in synthetic dataset and the demo preset")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None, help="named overrides (--demo implies demo)")
+    g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and steps; write nothing")
+    g.add_argument("--work_dir", default=".", help="relative sess/, result/, log and data paths resolve here")
+    g.add_argument("--device", default="auto", help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
+    g.add_argument("--amp", type=str2bool, default=False, help="bf16 autocast on GPU for training and inference")
+    g.add_argument("--overwrite", type=str2bool, default=False, help="redo per-image outputs that already exist")
+    g.add_argument("--shard", default=None, help="K/N: per-image steps take every N-th id from the K-th")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--result_dir", default="result", help="metrics.json, config.json and vis/ go here")
+    g.add_argument("--vis_num", type=int, default=8, help="number of images for the PNG overlays in result/vis")
+
+    g = p.add_argument_group("environment")
+    g.add_argument("--num_workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    g.add_argument("--voc12_root", default="../../VOC2012", type=str)
+
+    g = p.add_argument_group("dataset")
+    g.add_argument("--train_list", default="voc12/train_aug.txt", help="list file or split name")
+    g.add_argument("--val_list", default="voc12/val.txt")
+    g.add_argument("--infer_list", default="voc12/train.txt",
+                   help="voc12/train_aug.txt to make the 10,582 DeepLab labels")
+    g.add_argument("--test_list", default="voc12/test.txt")
+    g.add_argument("--chainer_eval_set", default="train")
+
+    g = p.add_argument_group("pretrained weights (timm name or local file)")
+    g.add_argument("--no_pretrained", type=str2bool, nargs="?", const=True, default=False,
+                   help="random init instead of ImageNet weights (experiments, tests, demo)")
+    g.add_argument("--deit_pretrained", default=None, help="default timm deit_small_patch16_224.fb_in1k")
+    g.add_argument("--cam_cnn_pretrained", default=None, help="default timm resnet{depth}.tv_in1k")
+    g.add_argument("--irn_pretrained", default=None, help="default timm resnet50.tv_in1k")
+
+    g = p.add_argument_group("class activation maps")
+    g.add_argument("--cam_network_branch1", default="net.resnet50_cam", choices=("net.resnet50_cam",),
+                   help="the CNN branch (a ResNet of depth --cam_cnn_depth; the original's name, kept)")
+    g.add_argument("--cam_network_branch2", default="net.deit_cam", choices=("net.deit_cam",))
+    g.add_argument("--cam_crop_size", type=int, default=336, help="train crop (the original hard-coded 336)")
+    g.add_argument("--cam_resize_long", type=int, nargs=2, default=(210, 420))
+    g.add_argument("--cam_batch_size", type=int, default=16)
+    g.add_argument("--cam_num_epoches", type=int, default=10)
+    g.add_argument("--cam_learning_rate", type=float, default=0.1)
+    g.add_argument("--cam_weight_decay", type=float, default=1e-4)
+    g.add_argument("--cam_eval_thres", type=float, default=0.15)
+    g.add_argument("--cam_eval_sweep", action=_FloatList, nargs="+",
+                   default=tuple(round(0.05 * i, 2) for i in range(1, 13)),
+                   help="background thresholds swept by eval_cam")
+    g.add_argument("--cam_scales", action=_FloatList, nargs="+", default=(1.0, 0.5, 1.5, 2.0, 0.75, 1.25, 1.75))
+    g.add_argument("--cam_lambda", type=float, default=0.1)
+    g.add_argument("--cam_loss_rule", choices=("committed", "shipped"), default="committed",
+                   help="committed: loss1+loss2+λ·L1 after epoch 1; shipped (the released bytecode): "
+                        "loss1+0·loss2+5λ·L1")
+    g.add_argument("--cam_cnn_depth", type=int, default=152)
+    g.add_argument("--vit_embed_dim", type=int, default=384)
+    g.add_argument("--vit_depth", type=int, default=12)
+    g.add_argument("--vit_num_heads", type=int, default=6)
+    g.add_argument("--vit_patch_size", type=int, default=16)
+    g.add_argument("--vit_tile_size", type=int, default=224)
+    g.add_argument("--vit_num_passes", type=int, default=3)
+
+    g = p.add_argument_group("IR labels")
+    g.add_argument("--conf_fg_thres", type=float, default=0.35)
+    g.add_argument("--conf_bg_thres", type=float, default=0.15)
+
+    g = p.add_argument_group("IRNet")
+    g.add_argument("--irn_network", default="net.resnet50_irn", choices=("net.resnet50_irn",))
+    g.add_argument("--irn_backbone_depth", type=int, default=50)
+    g.add_argument("--irn_crop_size", type=int, default=512)
+    g.add_argument("--irn_batch_size", type=int, default=32)
+    g.add_argument("--irn_num_epoches", type=int, default=3)
+    g.add_argument("--irn_learning_rate", type=float, default=0.1)
+    g.add_argument("--irn_weight_decay", type=float, default=1e-4)
+
+    g = p.add_argument_group("random walk")
+    g.add_argument("--beta", type=float, default=10)
+    g.add_argument("--exp_times", type=int, default=8, help="the walk runs 2**exp_times steps")
+    g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
+    g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
+
+    g = p.add_argument_group("DeepLab-v2")
+    g.add_argument("--deeplab_depth", type=int, default=101)
+    g.add_argument("--deeplab_init", default=None,
+                   help="deeplabv1_resnet101-coco.pth (the paper's COCO init), a torchvision ResNet file, or a timm "
+                        "name (default resnet101.tv_in1k, ImageNet)")
+    g.add_argument("--deeplab_label_dir", default=None, help="pseudo masks to train on (default --sem_seg_out_dir)")
+    g.add_argument("--allow_gt_training", type=str2bool, default=False,
+                   help="allow training DeepLab on a ground-truth folder (not weakly supervised!)")
+    g.add_argument("--deeplab_iters", type=int, default=20000)
+    g.add_argument("--deeplab_batch_size", type=int, default=5)
+    g.add_argument("--deeplab_iter_size", type=int, default=2, help="gradient accumulation steps")
+    g.add_argument("--deeplab_lr", type=float, default=2.5e-4)
+    g.add_argument("--deeplab_momentum", type=float, default=0.9)
+    g.add_argument("--deeplab_weight_decay", type=float, default=5e-4)
+    g.add_argument("--deeplab_poly_power", type=float, default=0.9)
+    g.add_argument("--deeplab_poly_step", type=int, default=10)
+    g.add_argument("--deeplab_crop_size", type=int, default=321)
+    g.add_argument("--deeplab_scales", action=_FloatList, nargs="+", default=(0.5, 0.75, 1.0, 1.25, 1.5))
+    g.add_argument("--deeplab_checkpoint_every", type=int, default=5000)
+    g.add_argument("--deeplab_crf", type=str2bool, default=True, help="also score val after the dense CRF")
+    g.add_argument("--deeplab_crf_guide", choices=("original", "rgb"), default="original",
+                   help="original: the quirky mean-subtracted BGR uint8 guide (reproduces numbers); rgb: the image")
+
+    g = p.add_argument_group("CUB WSOL")
+    g.add_argument("--cub_root", default="data/CUB_200_2011")
+    g.add_argument("--wsol_num_classes", type=int, default=200)
+    g.add_argument("--wsol_epochs", type=int, default=60)
+    g.add_argument("--wsol_batch_size", type=int, default=64)
+    g.add_argument("--wsol_lr", type=float, default=5e-5)
+    g.add_argument("--wsol_weight_decay", type=float, default=0.05)
+    g.add_argument("--wsol_lr_decay_epochs", type=int, default=30)
+    g.add_argument("--wsol_cnn_lr", type=float, default=0.005)
+    g.add_argument("--wsol_cnn_cls_lr", type=float, default=0.05)
+    g.add_argument("--wsol_cnn_weight_decay", type=float, default=1e-4)
+    g.add_argument("--wsol_cnn_depth", type=int, default=50)
+    g.add_argument("--wsol_l1_window", type=int, default=5, help="L1 on in odd windows of this many epochs")
+    g.add_argument("--wsol_drop_path", type=float, default=0.1)
+    g.add_argument("--wsol_cam_thr", type=float, default=0.1)
+    g.add_argument("--wsol_seed", type=int, default=26)
+    g.add_argument("--wsol_image_size", type=int, default=224)
+    g.add_argument("--wsol_resize_size", type=int, default=256)
+    g.add_argument("--wsol_select_on", choices=("heldout", "test"), default="heldout",
+                   help="model selection: held-out train images (default) or the test set (the original)")
+    g.add_argument("--wsol_heldout_per_class", type=int, default=2)
+    g.add_argument("--wsol_box_rule", choices=("original", "wsolevaluation"), default="original")
+    g.add_argument("--wsol_out_dir", default="result/wsol")
+    g.add_argument("--wsol_weights_name", default="sess/wsol_deit.pth")
+    g.add_argument("--wsol_cnn_weights_name", default="sess/wsol_cnn.pth")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--log_name", default="sample_train_eval")
+    g.add_argument("--cam1_weights_name", default="sess/res152_cam.pth")
+    g.add_argument("--cam2_weights_name", default="sess/deits_cam.pth")
+    g.add_argument("--irn_weights_name", default="sess/res50_irn.pth")
+    g.add_argument("--deeplab_weights_name", default="sess/deeplab_v2.pth")
+    g.add_argument("--cam_out_dir", default="result/cam")
+    g.add_argument("--ir_label_out_dir", default="result/ir_label")
+    g.add_argument("--sem_seg_out_dir", default="result/sem_seg")
+    g.add_argument("--ins_seg_out_dir", default="result/ins_seg")
+    g.add_argument("--deeplab_out_dir", default="result/deeplab")
+
+    g = p.add_argument_group("steps (true/false/1/0/yes/no)")
+    for flag, _ in VOC_STEPS + CUB_STEPS:
+        g.add_argument(f"--{flag}", type=str2bool, default=flag not in DEFAULT_OFF)
+
+    # demo dataset sizes (used by --demo only)
+    for name, default in (("demo_num_train", 120), ("demo_num_val", 40), ("demo_num_extra", 160),
+                          ("demo_num_test", 8), ("cub_demo_classes", 10)):
+        a(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
+    a("--demo_image_size", type=int, nargs=2, default=(112, 160), help=argparse.SUPPRESS)
+    return p
+
+
+PATH_ARGS = ("cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name", "cam_out_dir",
+             "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "deeplab_out_dir", "result_dir",
+             "wsol_out_dir", "wsol_weights_name", "wsol_cnn_weights_name")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with the preset's overrides applied as defaults, then resolve paths against ``--work_dir``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    preset = first.preset or ("demo" if first.demo else None)
+    if preset:
+        parser.set_defaults(**PRESETS[preset])
+    args = parser.parse_args(argv)
+    args.preset = preset
+    work = Path(args.work_dir)
+    for name in PATH_ARGS:
+        value = getattr(args, name)
+        if value and not os.path.isabs(value):
+            setattr(args, name, str(work / value))
+    args.sess_dir = str(Path(args.cam2_weights_name).parent)
+    if args.demo:
+        args.voc12_root = str(work / DEMO_VOC_DIR)
+        args.cub_root = str(work / DEMO_CUB_DIR)
+    if args.deeplab_label_dir is None:
+        args.deeplab_label_dir = args.sem_seg_out_dir
+    args.list_cache_dir = str(work / "result")  # lists/labels cache (rebuilt when missing)
+    return args
+
+
+def planned_steps(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, module) of the steps that will run, in order."""
+    steps = CUB_STEPS if args.dataset == "cub" else VOC_STEPS
+    return [(flag, module) for flag, module in steps if getattr(args, flag)]
+
+
+def prepare_demo_data(args: argparse.Namespace) -> None:
+    """Write the synthetic dataset for --demo when it is not there yet (deterministic for --seed)."""
+    if args.dataset == "cub":
+        root = Path(args.cub_root)
+        if not (root / "images.txt").is_file():
+            from cub.synthetic import make_synthetic_cub
+
+            log.info("writing the synthetic CUB demo dataset to %s", root)
+            make_synthetic_cub(root, num_classes=args.cub_demo_classes, seed=args.seed)
+        return
+    root = Path(args.voc12_root)
+    if not (root / "ImageSets" / "Segmentation" / "train.txt").is_file():
+        from voc12.synthetic import make_synthetic_voc
+
+        log.info("writing the synthetic VOC demo dataset to %s", root)
+        h, w = args.demo_image_size
+        make_synthetic_voc(root, num_train=args.demo_num_train, num_val=args.demo_num_val,
+                           num_extra_aug=args.demo_num_extra, num_test=args.demo_num_test,
+                           image_size=((h, w), (h, w)), seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    """Run the planned steps in order; returns {step module: seconds}."""
+    from misc.distributed import barrier, under_torchrun
+    from misc.log import StepTimer
+    from misc.results import write_json
+
+    steps = planned_steps(args)
+    for d in (args.sess_dir, args.result_dir):
+        os.makedirs(d, exist_ok=True)
+    if args.demo:
+        prepare_demo_data(args)
+    write_json(Path(args.result_dir) / "config.json", vars(args))
+    log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
+    timings: dict[str, float] = {}
+    for _, module_name in steps:
+        module = importlib.import_module(module_name)
+        with StepTimer(module_name) as timer:
+            module.run(args)
+        barrier() if under_torchrun() else None
+        timings[module_name] = round(timer.elapsed, 2)
+    write_json(Path(args.result_dir) / "timings.json", timings)
+    return timings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    steps = planned_steps(args)
+    if args.dry_run:
+        config = {k: v for k, v in vars(args).items() if not k.endswith("_pass")}
+        print("resolved configuration:")
+        print(json.dumps(config, indent=2, default=str, sort_keys=True))
+        print("steps that would run, in order: " + (", ".join(m.split(".")[-1] for _, m in steps) or "(none)"))
+        return 0
+    from misc.log import setup_logging, tee_output
+
+    os.makedirs(args.work_dir, exist_ok=True)
+    log_path = Path(args.work_dir) / f"{args.log_name}.log"
+    header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"
+    with tee_output(log_path, header):
+        setup_logging()
+        try:
+            timings = run(args)
+        except Exception:
+            log.exception("run failed")
+            return 1
+        log.info("all steps done: %s", timings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
