@@ -126,6 +126,11 @@ def run_per_image(
     t0 = time.perf_counter()
     k, n = parse_shard(shard)
     ids = list(ids)[k::n]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # under torchrun every rank takes its own share on its own GPU
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        ids = ids[rank::world]
+        devices = [f"cuda:{local_rank}"] if torch.cuda.is_available() else ["cpu"]
     todo = ids if overwrite else [i for i in ids if not task.output_path(i).exists()]
     skipped = len(ids) - len(todo)
     if skipped:

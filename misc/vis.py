@@ -1,0 +1,81 @@
+"""PNGs a person looks at: CAM overlays, coloured label maps, side-by-side panels."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from misc.imutils import VOC_CLASS_NAMES, colorize_label
+
+log = logging.getLogger(__name__)
+
+
+def heatmap(cam: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] → (H, W, 3) uint8 jet-like colours."""
+    x = np.clip(np.asarray(cam, np.float32), 0.0, 1.0)
+    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
+    return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
+
+
+def overlay(img: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    return (img.astype(np.float32) * (1 - alpha) + heatmap(cam).astype(np.float32) * alpha).astype(np.uint8)
+
+
+def hstack(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Side by side (padded to the tallest), white gaps."""
+    h = max(p.shape[0] for p in panels)
+    cols = []
+    for i, p in enumerate(panels):
+        p = p if p.ndim == 3 else np.repeat(p[..., None], 3, -1)
+        pad = np.full((h, p.shape[1], 3), 255, np.uint8)
+        pad[: p.shape[0]] = p
+        cols.append(pad)
+        if i < len(panels) - 1:
+            cols.append(np.full((h, gap, 3), 255, np.uint8))
+    return np.concatenate(cols, axis=1)
+
+
+def save_rgb(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+
+
+def save_cam_overlays(voc, ids: Sequence[str], cam_dir: str | Path, out_dir: str | Path) -> None:
+    """For each id: the image, then one overlay per GT class CAM (``high_res``), in one PNG."""
+    from misc.results import load_npz
+    from voc12.dataloader import read_image
+
+    for img_id in ids:
+        path = Path(cam_dir) / f"{img_id}.npz"
+        if not path.is_file():
+            continue
+        cam = load_npz(path)
+        img = read_image(voc.image_path(img_id), img_id)
+        panels = [img] + [overlay(img, c) for c in cam["high_res"]]
+        save_rgb(Path(out_dir) / f"{img_id}.png", hstack(panels))
+        names = [VOC_CLASS_NAMES[int(k)] for k in cam["keys"]]
+        log.debug("cam overlay %s: %s", img_id, names)
+
+
+def save_label_panels(voc, ids: Sequence[str], label_dirs: Sequence[str | Path], out_dir: str | Path,
+                      gt: bool = True) -> None:
+    """For each id: image | coloured label map of each folder | ground truth (when present)."""
+    from voc12.dataloader import read_image, read_label_png
+
+    for img_id in ids:
+        img = read_image(voc.image_path(img_id), img_id)
+        panels = [img]
+        for d in label_dirs:
+            p = Path(d) / f"{img_id}.png"
+            if p.is_file():
+                panels.append(colorize_label(read_label_png(p)))
+        gt_path = voc.root / "SegmentationClass" / f"{img_id}.png"
+        if gt and gt_path.is_file():
+            panels.append(colorize_label(read_label_png(gt_path)))
+        if len(panels) > 1:
+            save_rgb(Path(out_dir) / f"{img_id}.png", hstack(panels))

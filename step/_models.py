@@ -1,0 +1,44 @@
+"""Model construction from the orchestrator's flags (shared by the steps; nets know nothing of flags)."""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def vit_kwargs(args) -> dict:
+    return dict(embed_dim=args.vit_embed_dim, depth=args.vit_depth, num_heads=args.vit_num_heads,
+                patch_size=args.vit_patch_size, tile_size=args.vit_tile_size, num_passes=args.vit_num_passes)
+
+
+def build_vit_branch(args, pretrained: bool):
+    """The transformer CAM branch (DeiT-S TS-CAM with progressive passes, tiled) for VOC."""
+    from net.deit_cam import DeiTCAM, load_deit_imagenet
+
+    model = DeiTCAM(num_classes=20, **vit_kwargs(args))
+    if pretrained and not args.no_pretrained:
+        load_deit_imagenet(model, args.deit_pretrained, flag="--deit_pretrained")
+    return model
+
+
+def build_cnn_branch(args, pretrained: bool):
+    """The CNN CAM branch (ResNet-152 by default) used as the L1 regulariser during train_cam."""
+    from net.resnet_cam import ResNetCAM
+
+    model = ResNetCAM(depth=args.cam_cnn_depth, num_classes=20)
+    if pretrained and not args.no_pretrained:
+        from net.resnet import load_resnet_imagenet
+
+        load_resnet_imagenet(model.backbone, args.cam_cnn_depth, args.cam_cnn_pretrained, flag="--cam_cnn_pretrained")
+    return model
+
+
+def autocast(device, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled``; a no-op context elsewhere."""
+    import contextlib
+
+    import torch
+
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

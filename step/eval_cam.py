@@ -1,0 +1,72 @@
+"""eval_cam: seed mIoU of the transformer CAMs on ``--chainer_eval_set`` (SPEC §4.3) and a background-threshold sweep.
+
+Per image: a constant background plane ``--cam_eval_thres`` is put in front of ``high_res``, the argmax is mapped
+through ``[0] + keys + 1``; the confusion follows chainercv (GT 255 skipped, not cut to 21 classes).
+Writes ``metrics.json["eval_cam"]`` and CAM overlays for a few images under ``result/vis/cam``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from misc.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
+from misc.results import load_npz, update_metrics
+from voc12.dataloader import check_voc_root, open_voc, read_label_png
+
+log = logging.getLogger(__name__)
+
+
+def cam_to_seed(high_res: np.ndarray, keys: np.ndarray, bg_thres: float) -> np.ndarray:
+    """(K, H, W) per-class max-normalised CAMs + 0-based keys → (H, W) int64 labels in 0..20 (ties → background)."""
+    cams = np.concatenate([np.full((1,) + high_res.shape[1:], bg_thres, high_res.dtype), high_res], axis=0)
+    lookup = np.concatenate([[0], np.asarray(keys, np.int64) + 1])
+    return lookup[np.argmax(cams, axis=0)]
+
+
+def load_cam(cam_dir: str | Path, img_id: str) -> dict[str, np.ndarray]:
+    path = Path(cam_dir) / f"{img_id}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"eval: no CAM for image id {img_id!r} at {path}; run make_cam first")
+    return load_npz(path)
+
+
+def evaluate_seeds(cams: Sequence[dict], gts: Sequence[np.ndarray], thresholds: Sequence[float]) -> dict[float, dict]:
+    """{threshold: {'iou', 'miou', 'confusion'}} for each background threshold."""
+    out = {}
+    for t in thresholds:
+        meter = ConfusionMeter()
+        for cam, gt in zip(cams, gts, strict=True):
+            meter.add(cam_to_seed(cam["high_res"], cam["keys"], t), gt_to_chainer(gt))
+        iou = iou_from_confusion(meter.confusion)
+        out[float(t)] = {"iou": iou, "miou": miou(iou), "confusion": meter.confusion}
+    return out
+
+
+def run(args) -> dict:
+    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
+    voc = open_voc(root, args.list_cache_dir)
+    ids = voc.ids(args.chainer_eval_set)
+    cams = [load_cam(args.cam_out_dir, i) for i in ids]
+    gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids]
+    thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
+    results = evaluate_seeds(cams, gts, thresholds)
+    main = results[float(args.cam_eval_thres)]
+    best_t = max(results, key=lambda t: results[t]["miou"] if np.isfinite(results[t]["miou"]) else -1)
+    for t, r in results.items():
+        log.info("eval_cam: bg threshold %.2f -> mIoU %.4f", t, r["miou"])
+    log.info("eval_cam: mIoU %.4f at --cam_eval_thres %.2f; best %.4f at %.2f (%d images of %s)",
+             main["miou"], args.cam_eval_thres, results[best_t]["miou"], best_t, len(ids), args.chainer_eval_set)
+    metrics = {
+        "miou": main["miou"], "iou": main["iou"], "bg_thres": float(args.cam_eval_thres),
+        "eval_set": args.chainer_eval_set, "num_images": len(ids),
+        "sweep": {f"{t:.2f}": r["miou"] for t, r in results.items()},
+        "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
+    }
+    update_metrics(args.result_dir, "eval_cam", metrics)
+    from misc.vis import save_cam_overlays
+
+    save_cam_overlays(voc, ids[: args.vis_num], args.cam_out_dir, Path(args.result_dir) / "vis" / "cam")
+    return metrics

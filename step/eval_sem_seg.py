@@ -1,0 +1,48 @@
+"""eval_sem_seg: mIoU of the random-walk pseudo masks on ``--chainer_eval_set`` (SPEC §4.7).
+
+Prediction PNGs have 255 mapped to 0; the confusion is cut to [:21, :21]; background and foreground fp/fn rates
+are logged as in the original. Writes ``metrics.json["eval_sem_seg"]``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from misc.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
+from misc.results import update_metrics
+from voc12.dataloader import check_voc_root, open_voc, read_label_png
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_masks(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict:
+    """preds: label PNG contents (255 → 0); gts: VOC GT maps. Returns iou/miou/fp/fn and the cut confusion."""
+    preds = [np.where(p == 255, 0, p).astype(np.uint8) for p in preds]
+    confusion = semantic_confusion(preds, [gt_to_chainer(g) for g in gts])[:21, :21]
+    fp, fn = fp_fn_rates(confusion)
+    iou = iou_from_confusion(confusion)
+    return {"iou": iou, "miou": miou(iou), "fp_bg": fp[0], "fn_bg": fn[0], "fp_fg_mean": np.mean(fp[1:]),
+            "fn_fg_mean": np.mean(fn[1:]), "confusion": confusion}
+
+
+def run(args) -> dict:
+    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
+    ids = open_voc(root, args.list_cache_dir).ids(args.chainer_eval_set)
+    pred_dir = Path(args.sem_seg_out_dir)
+    missing = [i for i in ids if not (pred_dir / f"{i}.png").is_file()]
+    if missing:
+        raise FileNotFoundError(f"eval_sem_seg: {len(missing)} masks missing in {pred_dir} (e.g. {missing[0]!r}); "
+                                "make_sem_seg_labels writes them for --infer_list, which must cover --chainer_eval_set")
+    preds = [read_label_png(pred_dir / f"{i}.png") for i in ids]
+    gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids]
+    r = evaluate_masks(preds, gts)
+    log.info("eval_sem_seg: bg fp %.4f fn %.4f; fg mean fp %.4f fn %.4f", r["fp_bg"], r["fn_bg"], r["fp_fg_mean"],
+             r["fn_fg_mean"])
+    log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)
+    metrics = {k: v for k, v in r.items() if k != "confusion"}
+    metrics.update(eval_set=args.chainer_eval_set, num_images=len(ids))
+    update_metrics(args.result_dir, "eval_sem_seg", metrics)
+    return metrics

@@ -1,0 +1,103 @@
+"""make_cam: multi-scale + flip CAMs of the transformer branch for every id of ``--train_list`` (SPEC §4.2).
+
+Per image (H, W) and scale s: the [img, flip] pair → per-image CAMs → flip fused → (C, ceil(Hs/16), ceil(Ws/16)).
+Summed over scales at stride 4 (``cam``) and at full resolution (``high_res``, resized to the stride-16 up size and
+cropped), restricted to the GT classes and max-normalised per class. Output ``<cam_out_dir>/<id>.npz`` with keys
+``keys`` (K,) int64, ``cam`` (K, ceil(H/4), ceil(W/4)) and ``high_res`` (K, H, W) float32 (no pickle).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from misc.imutils import get_strided_size, get_strided_up_size
+from misc.results import save_npz
+from misc.runner import PerImageTask, inference_devices, run_per_image
+from voc12.dataloader import multiscale_flip_inputs, open_voc, read_image
+
+log = logging.getLogger(__name__)
+CAM_STRIDE = 4
+
+
+def fuse_scales(outs: Sequence[torch.Tensor], size: tuple[int, int], keys: torch.Tensor,
+                high_res_stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """outs: per-scale flip-fused CAMs (C, hs, ws) → (cam (K, ceil(H/4), ceil(W/4)), high_res (K, H, W)), GT classes
+    only (``keys`` 0-based), each divided by its own spatial max + 1e-5."""
+    h, w = size
+    strided = get_strided_size(size, CAM_STRIDE)
+    up = get_strided_up_size(size, high_res_stride)
+    cam = sum(F.interpolate(o[None].float(), strided, mode="bilinear", align_corners=False)[0] for o in outs)
+    high = sum(F.interpolate(o[:, None].float(), up, mode="bilinear", align_corners=False)[:, 0, :h, :w]
+               for o in outs)
+    cam, high = cam[keys], high[keys]
+    cam = cam / (F.adaptive_max_pool2d(cam, (1, 1)) + 1e-5)
+    high = high / (F.adaptive_max_pool2d(high, (1, 1)) + 1e-5)
+    return cam, high
+
+
+def image_cams(model, img: np.ndarray, label: np.ndarray, scales: Sequence[float], device: torch.device,
+               amp: bool = False) -> dict[str, np.ndarray]:
+    """The make_cam output dict of one RGB uint8 image (no grad)."""
+    from step._models import autocast
+
+    keys = torch.nonzero(torch.from_numpy(np.asarray(label)))[:, 0]
+    outs = []
+    for pair in multiscale_flip_inputs(img, scales):
+        x = torch.from_numpy(pair).to(device)
+        with torch.inference_mode(), autocast(device, amp):
+            cams = model.forward_cam(x)
+        outs.append((cams[0] + cams[1].flip(-1)).float())
+    cam, high = fuse_scales(outs, img.shape[:2], keys.to(device), model.patch_size)
+    return {"keys": keys.numpy().astype(np.int64), "cam": cam.cpu().numpy(), "high_res": high.cpu().numpy()}
+
+
+def load_vit_branch(args, device: torch.device):
+    """The trained transformer branch from ``--cam2_weights_name`` (also accepts the original's ``.pth.pth``)."""
+    from misc.weights import load_checkpoint
+    from step._models import build_vit_branch
+
+    path = Path(args.cam2_weights_name)
+    if not path.is_file() and Path(str(path) + ".pth").is_file():
+        path = Path(str(path) + ".pth")
+    if not path.is_file():
+        raise FileNotFoundError(f"make_cam: no transformer weights at {path}; run train_cam first "
+                                "(or pass --cam2_weights_name)")
+    model = build_vit_branch(args, pretrained=False)
+    model.load_state_dict(load_checkpoint(path), strict=True)
+    return model.to(device).eval()
+
+
+class MakeCamTask(PerImageTask):
+    name = "make_cam"
+
+    def __init__(self, args, voc) -> None:
+        self.args, self.voc = args, voc
+        self.out_dir = Path(args.cam_out_dir)
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.npz"
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+        self.model = load_vit_branch(self.args, device)
+
+    def load(self, img_id: str):
+        return read_image(self.voc.image_path(img_id), img_id), self.voc.label(img_id)
+
+    def process(self, img_id: str, inputs) -> None:
+        img, label = inputs
+        out = image_cams(self.model, img, label, self.args.cam_scales, self.device, self.args.amp)
+        save_npz(self.output_path(img_id), **out)
+
+
+def run(args) -> None:
+    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    ids = voc.ids(args.train_list)
+    task = MakeCamTask(args, voc)
+    run_per_image(task, ids, devices=inference_devices(args.device), overwrite=args.overwrite, shard=args.shard,
+                  loader_workers=min(2, args.num_workers))
