@@ -344,7 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     timings: dict[str, float] = {}
     for _, module_name in steps:
         module = importlib.import_module(module_name)
-        with StepTimer(module_name) as timer:
+        with StepTimer(module_name.split(".")[-1]) as timer:
             module.run(args)
         barrier() if under_torchrun() else None
         timings[module_name] = round(timer.elapsed, 2)

@@ -174,7 +174,7 @@ def affinity_sparse2dense(
     indices = torch.cat([torch.stack([ind_from_t, ind_to_t]), torch.stack([diag, diag]),
                          torch.stack([ind_to_t, ind_from_t])], dim=1)
     vals = torch.cat([values, torch.ones(n_vertices, dtype=values.dtype, device=device), values])
-    return torch.sparse_coo_tensor(indices, vals, (n_vertices, n_vertices)).to_dense()
+    return torch.sparse_coo_tensor(indices, vals, (n_vertices, n_vertices), check_invariants=False).to_dense()
 
 
 def to_transition_matrix(affinity_dense: torch.Tensor, beta: float, times: int) -> torch.Tensor:

@@ -94,14 +94,19 @@ def contour_box(contour: np.ndarray, box_rule: BoxRule = "original", size: int =
     return box
 
 
+def threshold_uint8(cam_u8: np.ndarray, cam_thr: float = 0.1) -> tuple[int, np.ndarray]:
+    """thr = int(cam_thr·max(cam_u8)) and cv2.threshold(TOZERO): pixels <= thr set to 0 -> (thr, (H, W) uint8)."""
+    thr = int(cam_thr * float(cam_u8.max()))
+    return thr, cv2.threshold(cam_u8, thr, 255, cv2.THRESH_TOZERO)[1]
+
+
 def box_from_uint8(cam_u8: np.ndarray, cam_thr: float = 0.1, box_rule: BoxRule = "original") -> np.ndarray:
     """TS-CAM get_bboxes on a uint8 map (H, W): keep pixels STRICTLY above int(cam_thr·max), largest contour's box.
 
     Returns (4,) int64 [x1, y1, x2, y2]; no contour -> [0,0,1,1] ("original") or [0,0,0,0] ("wsolevaluation").
     """
     _check_rule(box_rule)
-    thr = int(cam_thr * float(cam_u8.max()))
-    _, kept = cv2.threshold(cam_u8, thr, 255, cv2.THRESH_TOZERO)
+    _, kept = threshold_uint8(cam_u8, cam_thr)
     contours = find_contours(kept)
     if len(contours) == 0:
         return np.array([0, 0, 1, 1] if box_rule == "original" else [0, 0, 0, 0], dtype=np.int64)
