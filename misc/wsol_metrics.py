@@ -250,7 +250,8 @@ class WSOLMeter:
         self._loss_sum = 0.0
         self._loss_n = 0
 
-    def add(self, logits, cams, labels, gt_boxes, n_gt=None) -> None:
+    def add(self, logits, cams, labels, gt_boxes, n_gt=None) -> float:
+        """Score a batch; returns its mean cross-entropy (the value the original logs per batch)."""
         logits_t = torch.as_tensor(logits).detach()
         labels_t = torch.as_tensor(labels).detach().to(logits_t.device).long()
         loss = F.cross_entropy(logits_t.float(), labels_t)
@@ -264,6 +265,7 @@ class WSOLMeter:
                                  self.box_rule, self.topk)
             self.records.append(rec)
             self.rows.append([rec[k] for k in PER_IMAGE_COLUMNS[:5]] + [int(rec["error"] == e) for e in ERROR_KINDS])
+        return float(loss)
 
     def per_image(self) -> np.ndarray:
         """(N, 11) int64 flags in PER_IMAGE_COLUMNS order."""

@@ -290,7 +290,8 @@ def load_backbone_init(model: nn.Module, source: str | None, *, depth: int = 101
     ``source``: a local file in deeplab-pytorch's layout (``deeplabv1_resnet101-coco.pth``, the paper's COCO init,
     loaded like the original's ``base.load_state_dict(strict=False)`` but checked), a local torchvision/timm
     ResNet file (e.g. ``resnet101-63fe2227.pth``), or a timm name / None (``resnet{depth}.tv_in1k``). The ImageNet
-    init is mapped by :func:`torchvision_to_deeplab`; it gives a few mIoU points less than the paper's COCO init.
+    init is mapped by :func:`torchvision_to_deeplab`; expect a few mIoU points below the paper's COCO init
+    (not measured here).
     """
     from misc.weights import load_pretrained
 

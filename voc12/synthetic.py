@@ -281,7 +281,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         ang = rng.uniform(0, np.pi)
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         dist = np.abs((xx - cx) * np.sin(ang) - (yy - cy) * np.cos(ang))
-        line = dist <= rng.uniform(0.5, 2.0)
+        line = dist <= rng.uniform(0.5, 2.0) * max(1.0, min(h, w) / 128.0)
         img = img + line[..., None] * rng.uniform(-30, 30, size=3).astype(np.float32)
     return img
 
@@ -533,7 +533,8 @@ def make_synthetic_voc(
 
     total = len(jobs)
     if num_workers > 1 and total > 1:
-        with multiprocessing.get_context().Pool(num_workers) as pool:
+        # spawn: safe even when the caller has started threads (torch, OpenMP); the output does not depend on it.
+        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
             for done, _ in enumerate(pool.imap_unordered(_write_one, jobs, chunksize=8), 1):
                 if progress is not None:
                     progress(done, total)
@@ -558,8 +559,12 @@ def make_synthetic_voc(
 # CLI
 # --------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m voc12.synthetic", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    presets = "; ".join(
+        f"{name}: {c.num_train} train, {c.num_val} val, {c.num_extra_aug} extra, {c.num_test} test, "
+        f"h {c.image_size[0][0]}-{c.image_size[0][1]}, w {c.image_size[1][0]}-{c.image_size[1][1]}"
+        for name, c in PRESETS.items())
+    p = argparse.ArgumentParser(prog="python -m voc12.synthetic", description=(__doc__ or "").split("\n\n")[0],
+                                epilog=f"Options left out take the preset's value. Presets: {presets}.")
     p.add_argument("--out", required=True, help="folder to write (pass it as --voc12_root)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                    help="base configuration; the options below override it")

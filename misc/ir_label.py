@@ -1,0 +1,47 @@
+"""Inter-pixel-relation labels from CAMs (SPEC §4.4, cam_to_ir_label): confident fg / bg via two CRFs."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from misc.crf import crf_inference_label
+
+__all__ = ["confident_argmax", "padded_keys", "make_ir_label"]
+
+IGNORE = 255
+
+
+def padded_keys(keys: Sequence[int] | np.ndarray) -> np.ndarray:
+    """0-based class keys (K,) → [0, keys + 1] (K+1,): CRF / argmax label index → VOC class id."""
+    return np.pad(np.asarray(keys).reshape(-1).astype(np.int64) + 1, (1, 0), mode="constant")
+
+
+def confident_argmax(high_res: np.ndarray, threshold: float) -> np.ndarray:
+    """argmax over [constant background plane ``threshold``] + high_res (K, H, W) → (H, W) int64 in 0..K."""
+    padded = np.pad(high_res, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=threshold)
+    return np.argmax(padded, axis=0)
+
+
+def make_ir_label(
+    img: np.ndarray,
+    high_res: np.ndarray,
+    keys: Sequence[int] | np.ndarray,
+    fg_thres: float = 0.35,
+    bg_thres: float = 0.15,
+) -> np.ndarray:
+    """IR label of one image: 0 background, 1..20 confident foreground, 255 uncertain.
+
+    img: (H, W, 3) uint8 RGB; high_res: (K, H, W) float32 CAMs (per-class max-normalised); keys: (K,) 0-based.
+    fg = CRF(argmax with bg ``fg_thres``), bg = CRF(argmax with bg ``bg_thres``) (class ids);
+    label = fg; label[fg == 0] = 255; label[fg + bg == 0] = 0. Returns (H, W) uint8.
+    """
+    class_ids = padded_keys(keys)
+    n_labels = class_ids.shape[0]
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    fg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, fg_thres), n_labels=n_labels)]
+    bg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, bg_thres), n_labels=n_labels)]
+    conf = fg_conf.copy()
+    conf[fg_conf == 0] = IGNORE
+    conf[bg_conf + fg_conf == 0] = 0
+    return conf.astype(np.uint8)
