@@ -42,3 +42,27 @@ def autocast(device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def load_edge_displacement(args, device):
+    """The trained IRNet (``--irn_weights_name``) as the inference wrapper: [img, flip] → (edge, displacement)."""
+    from pathlib import Path
+
+    from misc.weights import load_checkpoint
+    from net.resnet50_irn import EdgeDisplacement, load_irn_weights
+
+    path = Path(args.irn_weights_name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no IRNet weights at {path}; run train_irn first (or pass --irn_weights_name)")
+    model = EdgeDisplacement(crop_size=args.irn_crop_size, stride=4, depth=args.irn_backbone_depth)
+    load_irn_weights(model, load_checkpoint(path))
+    return model.to(device).eval()
+
+
+def image_pair(img):
+    """RGB uint8 (H, W, 3) → the normalised [img, flip] pair (2, 3, H, W) as a tensor."""
+    import torch
+
+    from voc12.dataloader import multiscale_flip_inputs
+
+    return torch.from_numpy(multiscale_flip_inputs(img, (1.0,))[0])

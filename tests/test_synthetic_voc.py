@@ -241,8 +241,8 @@ def test_cli(tmp_path):
     assert cfg.num_train + cfg.num_extra_aug == 10582 and cfg.num_val == 1449
 
 
-def test_open_voc_reads_the_synthetic_folder(voc, ids, tmp_path):
-    dataloader = pytest.importorskip("voc12.dataloader")
+def test_open_voc_reads_the_synthetic_folder(voc, ids):
+    from voc12 import dataloader
     index = dataloader.open_voc(voc)
     assert index.ids("train") == ids["train"] and index.ids("val") == ids["val"]
     assert sorted(index.ids("train_aug")) == sorted(ids["train"] + ids["extra"])

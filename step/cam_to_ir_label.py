@@ -1,0 +1,41 @@
+"""cam_to_ir_label: inter-pixel-relation labels from the CAMs (SPEC §4.4), one PNG per id of ``--train_list``.
+
+Confident foreground (``--conf_fg_thres``) and background (``--conf_bg_thres``), each refined by a dense CRF,
+combined into {0 bg, 1..20 fg, 255 uncertain}. CPU-bound: spread over ``--num_workers`` processes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from misc.ir_label import make_ir_label
+from misc.results import load_npz, save_png
+from misc.runner import PerImageTask, run_per_image
+from voc12.dataloader import open_voc, read_image
+
+
+class IRLabelTask(PerImageTask):
+    name = "cam_to_ir_label"
+
+    def __init__(self, args, voc) -> None:
+        self.voc, self.cam_dir, self.out_dir = voc, Path(args.cam_out_dir), Path(args.ir_label_out_dir)
+        self.fg_thres, self.bg_thres = args.conf_fg_thres, args.conf_bg_thres
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.png"
+
+    def load(self, img_id: str):
+        cam_path = self.cam_dir / f"{img_id}.npz"
+        if not cam_path.is_file():
+            raise FileNotFoundError(f"no CAM at {cam_path}; run make_cam first")
+        return read_image(self.voc.image_path(img_id), img_id), load_npz(cam_path)
+
+    def process(self, img_id: str, inputs) -> None:
+        img, cam = inputs
+        label = make_ir_label(img, cam["high_res"], cam["keys"], self.fg_thres, self.bg_thres)
+        save_png(self.output_path(img_id), label)
+
+
+def run(args) -> None:
+    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    run_per_image(IRLabelTask(args, voc), voc.ids(args.train_list), devices=["cpu"],
+                  processes=max(1, args.num_workers), overwrite=args.overwrite, shard=args.shard)

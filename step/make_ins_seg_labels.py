@@ -1,0 +1,39 @@
+"""make_ins_seg_labels: instance pseudo labels from IRNet's displacement field (SPEC §4.8), for ``--infer_list``.
+
+Output: ``<ins_seg_out_dir>/<id>.npz`` with ``score`` (R,), ``mask`` (R, H, W) bool and ``class`` (R,) 0-based.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from misc.instances import ins_seg_from_cams
+from misc.results import save_npz
+from misc.runner import inference_devices, run_per_image
+from step.make_sem_seg_labels import WALK_RADIUS, IRNetTask
+from voc12.dataloader import open_voc
+
+
+class InsSegTask(IRNetTask):
+    name = "make_ins_seg_labels"
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.npz"
+
+    def process(self, img_id: str, inputs) -> None:
+        img, cam = inputs
+        edge, dp = self.edge_and_displacement(img)
+        det = ins_seg_from_cams(torch.from_numpy(cam["cam"]).to(self.device), cam["keys"], edge, dp, img.shape[:2],
+                                beta=self.args.beta, exp_times=self.args.exp_times, radius=WALK_RADIUS,
+                                bg_thres=self.args.ins_seg_bg_thres)
+        save_npz(self.output_path(img_id), score=np.asarray(det["score"], np.float64),
+                 mask=np.asarray(det["mask"], bool), **{"class": np.asarray(det["class"], np.int64)})
+
+
+def run(args) -> None:
+    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    run_per_image(InsSegTask(args, voc, args.ins_seg_out_dir), voc.ids(args.infer_list),
+                  devices=inference_devices(args.device), overwrite=args.overwrite, shard=args.shard,
+                  loader_workers=min(2, args.num_workers))
