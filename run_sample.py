@@ -315,7 +315,7 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
             from cub.synthetic import make_synthetic_cub
 
             log.info("writing the synthetic CUB demo dataset to %s", root)
-            make_synthetic_cub(root, num_classes=args.cub_demo_classes, seed=args.seed)
+            make_synthetic_cub(root.parent, num_classes=args.cub_demo_classes, seed=args.seed)
         return
     root = Path(args.voc12_root)
     if not (root / "ImageSets" / "Segmentation" / "train.txt").is_file():

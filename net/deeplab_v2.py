@@ -283,19 +283,23 @@ def _load_backbone_state(base: DeepLabV2, state: dict[str, torch.Tensor], what: 
     log.info("loaded %s into the DeepLab backbone (%d tensors, ASPP left at its init)", what, len(wanted))
 
 
-def load_backbone_init(model: nn.Module, source: str | None, *, depth: int = 101,
+def load_backbone_init(model: nn.Module, source: str | None, *, depth: int | None = None,
                        flag: str = "--deeplab_init") -> str:
     """Initialise the backbone (not ASPP) of a DeepLabV2[MSC] and return the layout found ('coco' / 'imagenet').
 
     ``source``: a local file in deeplab-pytorch's layout (``deeplabv1_resnet101-coco.pth``, the paper's COCO init,
     loaded like the original's ``base.load_state_dict(strict=False)`` but checked), a local torchvision/timm
-    ResNet file (e.g. ``resnet101-63fe2227.pth``), or a timm name / None (``resnet{depth}.tv_in1k``). The ImageNet
+    ResNet file (e.g. ``resnet101-63fe2227.pth``), or a timm name / None (``resnet{depth}.tv_in1k``, depth inferred
+    from the model's block counts when not given). The ImageNet
     init is mapped by :func:`torchvision_to_deeplab`; expect a few mIoU points below the paper's COCO init
     (not measured here).
     """
-    from misc.weights import load_pretrained
+    from misc.weights import PretrainedWeightsError, load_pretrained
 
     base = _base_of(model)
+    if depth is None:
+        blocks = tuple(len(getattr(base, f"layer{i}")) for i in range(2, 6))
+        depth = next((d for d, b in BLOCKS_PER_DEPTH.items() if b == blocks), 101)
     url = TORCHVISION_URLS.get(depth, "")
     hint = (f"for the paper's init get {COCO_INIT_HINT}; for an ImageNet init get {url}" if url
             else f"for the paper's init get {COCO_INIT_HINT}")
@@ -305,10 +309,11 @@ def load_backbone_init(model: nn.Module, source: str | None, *, depth: int = 101
     if "layer1.conv1.conv.weight" in state:
         layout = "coco"
     elif "conv1.weight" in state:
-        layout, state = "imagenet", torchvision_to_deeplab(state)
+        try:
+            layout, state = "imagenet", torchvision_to_deeplab(state)
+        except KeyError as exc:
+            raise PretrainedWeightsError(f"{flag}: {source!r}: {exc.args[0]}") from exc
     else:
-        from misc.weights import PretrainedWeightsError
-
         raise PretrainedWeightsError(f"{flag}: {source!r} is neither a deeplab-pytorch nor a torchvision ResNet "
                                      "state dict")
     what = f"{layout} init {os.path.basename(source) if source else f'resnet{depth}.tv_in1k'}"
