@@ -139,9 +139,15 @@ def _background(h: int, w: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box (x, y, w, h) of the True pixels of a (H, W) mask; w, h count pixels."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
 def render_image(class_index: int, rng: np.random.Generator, image_size: tuple[int, int] = (96, 192)
-                 ) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """One synthetic image of class ``class_index`` -> (RGB PIL image, tight box (x, y, w, h) in pixels)."""
+                 ) -> tuple[Image.Image, np.ndarray]:
+    """One synthetic image of class ``class_index`` -> (RGB PIL image, (H, W) bool object mask)."""
     style = class_style(class_index)
     lo, hi = image_size
     width, height = (int(v) for v in rng.integers(lo, hi + 1, size=2))
@@ -168,9 +174,9 @@ def render_image(class_index: int, rng: np.random.Generator, image_size: tuple[i
     arr = np.array(img)
     region = arr[y0: y0 + mh, x0: x0 + mw]
     region[mask] = np.clip(obj[mask], 0, 255).astype(np.uint8)
-    ys, xs = np.nonzero(mask)
-    box = (x0 + int(xs.min()), y0 + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-    return Image.fromarray(arr, "RGB"), box
+    full_mask = np.zeros((height, width), dtype=bool)
+    full_mask[y0: y0 + mh, x0: x0 + mw] = mask
+    return Image.fromarray(arr, "RGB"), full_mask
 
 
 def make_synthetic_cub(root: str | os.PathLike, num_classes: int = 10, train_per_class: int = 8,
@@ -199,7 +205,8 @@ def make_synthetic_cub(root: str | os.PathLike, num_classes: int = 10, train_per
         for k in range(per_class):
             image_id += 1
             rng = np.random.default_rng([seed, c, k + 1])
-            img, (x, y, w, h) = render_image(c, rng, image_size)
+            img, mask = render_image(c, rng, image_size)
+            x, y, w, h = mask_box(mask)
             if rng.uniform() < grayscale_fraction:
                 img = img.convert("L")
             rel = f"{folder}/Synthetic_{c + 1:03d}_{k + 1:04d}.jpg"
