@@ -60,7 +60,7 @@ PRESETS: dict[str, dict] = {
         cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=6, cam_learning_rate=0.05, cam_resize_long=(160, 320),
         cam_crop_size=224, cam_scales=(1.0, 0.5, 1.5),
         irn_backbone_depth=18, irn_crop_size=192, irn_batch_size=8, irn_num_epoches=2,
-        deeplab_depth=18, deeplab_iters=300, deeplab_batch_size=5, deeplab_iter_size=1, deeplab_crop_size=161,
+        deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=300, deeplab_batch_size=5, deeplab_iter_size=1, deeplab_crop_size=161,
         deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
         cub_demo_classes=10, wsol_epochs=12, wsol_batch_size=32, wsol_num_classes=10, wsol_lr=5e-4,
         wsol_lr_decay_epochs=8, wsol_l1_window=2, wsol_cnn_depth=18, wsol_heldout_per_class=2,
@@ -72,7 +72,7 @@ PRESETS: dict[str, dict] = {
         cam_cnn_depth=18, cam_batch_size=4, cam_num_epoches=2, cam_resize_long=(64, 128), cam_crop_size=96,
         cam_scales=(1.0, 0.5),
         irn_backbone_depth=18, irn_crop_size=64, irn_batch_size=4, irn_num_epoches=1,
-        deeplab_depth=18, deeplab_iters=4, deeplab_batch_size=2, deeplab_iter_size=2, deeplab_crop_size=65,
+        deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=8, deeplab_iters=4, deeplab_batch_size=2, deeplab_iter_size=2, deeplab_crop_size=65,
         deeplab_checkpoint_every=2,
         cub_demo_classes=3, wsol_epochs=2, wsol_batch_size=4, wsol_num_classes=3, wsol_l1_window=1,
         wsol_cnn_depth=18, wsol_heldout_per_class=1, wsol_image_size=64, wsol_resize_size=72,
@@ -199,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
 
     g = p.add_argument_group("DeepLab-v2")
-    g.add_argument("--deeplab_depth", type=int, default=101)
+    g.add_argument("--deeplab_depth", type=int, default=101, choices=(50, 101, 152))
+    g.add_argument("--deeplab_blocks", type=int, nargs=4, default=None,
+                   help="custom bottleneck counts per stage (overrides --deeplab_depth; small demo nets)")
+    g.add_argument("--deeplab_base_width", type=int, default=64, help="64 = the real widths (ASPP input 2048)")
     g.add_argument("--deeplab_init", default=None,
                    help="deeplabv1_resnet101-coco.pth (the paper's COCO init), a torchvision ResNet file, or a timm "
                         "name (default resnet101.tv_in1k, ImageNet)")

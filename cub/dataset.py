@@ -175,7 +175,7 @@ def box_to_crop_frame(box_xywh: Sequence[float], image_size: tuple[int, int], cr
 
 
 def train_transform(resize_size: int = RESIZE_SIZE, crop_size: int = CROP_SIZE) -> transforms.Compose:
-    """Resize((r, r)) PIL bilinear (aspect not kept) -> RandomCrop c -> RandomHorizontalFlip -> ToTensor -> Normalize."""
+    """Resize((r, r)) PIL bilinear (aspect not kept) -> RandomCrop c -> HorizontalFlip -> ToTensor -> Normalize."""
     return transforms.Compose([
         transforms.Resize((resize_size, resize_size), interpolation=InterpolationMode.BILINEAR),
         transforms.RandomCrop((crop_size, crop_size)),

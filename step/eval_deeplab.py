@@ -1,0 +1,139 @@
+"""eval_deeplab: DeepLab-v2 on ``--val_list`` without and with the dense CRF (SPEC §7).
+
+Inference (per-image runner, every GPU or the CPU): MSC max logits at stride 8 → ``result/deeplab/val_logits/<id>.npz``.
+Scoring: bilinear to the image size, softmax, argmax → ``val_pred/<id>.png``; the CRF (deeplab-pytorch parameters,
+``--deeplab_crf_guide original`` reproduces its quirky guide image) over ``--num_workers`` CPU processes →
+``val_crf/<id>.png``. Pixel Acc / Mean Acc / FreqW IoU / mIoU of both into ``metrics.json["eval_deeplab"]`` against
+``SegmentationClass``; panels image | pseudo mask | prediction | GT under ``result/vis/deeplab``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from misc.imutils import voc_palette
+from misc.metrics import deeplab_scores
+from misc.results import load_npz, save_npz, save_png, update_metrics
+from misc.runner import PerImageTask, inference_devices, run_per_image
+from step._models import autocast
+from voc12.dataloader import check_voc_root, open_voc, read_label_png
+
+log = logging.getLogger(__name__)
+
+
+def load_deeplab(args, device: torch.device):
+    from net.deeplab_v2 import load_deeplab_checkpoint
+    from step.train_deeplab import build_model
+
+    path = Path(args.deeplab_weights_name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no DeepLab weights at {path}; run train_deeplab first (or pass "
+                                "--deeplab_weights_name, e.g. a deeplab-pytorch checkpoint)")
+    model = build_model(args)
+    load_deeplab_checkpoint(model, path)
+    return model.to(device).eval()
+
+
+class DeepLabLogitsTask(PerImageTask):
+    """Stride-8 MSC-max logits (21, h, w) float32 of one image."""
+
+    name = "deeplab_logits"
+
+    def __init__(self, args, voc, out_dir: Path) -> None:
+        self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.npz"
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+        self.model = load_deeplab(self.args, device)
+
+    def load(self, img_id: str):
+        from voc12.deeplab_data import deeplab_eval_dataset
+
+        return deeplab_eval_dataset([img_id], self.voc.root)[0]["img"]
+
+    def process(self, img_id: str, img) -> None:
+        x = torch.as_tensor(np.asarray(img))[None].to(self.device)
+        with autocast(self.device, self.args.amp):
+            logits = self.model(x)
+        save_npz(self.output_path(img_id), logits=logits[0].float().cpu().numpy(),
+                 size=np.asarray(img.shape[1:], np.int64))
+
+
+def probs_from_logits(logits_npz: dict) -> np.ndarray:
+    from misc.deeplab_utils import logits_to_probs
+
+    return logits_to_probs(logits_npz["logits"], tuple(int(v) for v in logits_npz["size"]))
+
+
+class CRFTask(PerImageTask):
+    """Logits → softmax → dense CRF → label PNG (CPU)."""
+
+    name = "deeplab_crf"
+
+    def __init__(self, voc, logits_dir: Path, out_dir: Path, guide: str) -> None:
+        self.voc, self.logits_dir, self.out_dir, self.guide = voc, Path(logits_dir), Path(out_dir), guide
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.png"
+
+    def load(self, img_id: str):
+        from voc12.deeplab_data import read_image_bgr
+
+        return read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8), load_npz(
+            self.logits_dir / f"{img_id}.npz")
+
+    def process(self, img_id: str, inputs) -> None:
+        from misc.crf import crf_inference_softmax, deeplab_crf_guide
+
+        bgr, logits = inputs
+        probs = probs_from_logits(logits)
+        q = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.guide == "original"), probs)
+        save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=voc_palette())
+
+
+def predictions_without_crf(ids, logits_dir: Path, out_dir: Path) -> None:
+    for img_id in ids:
+        path = out_dir / f"{img_id}.png"
+        if not path.is_file():
+            pred = np.argmax(probs_from_logits(load_npz(logits_dir / f"{img_id}.npz")), 0).astype(np.uint8)
+            save_png(path, pred, palette=voc_palette())
+
+
+def score_folder(ids, pred_dir: Path, gt_dir: Path) -> dict:
+    gts = [read_label_png(gt_dir / f"{i}.png") for i in ids]
+    preds = [read_label_png(pred_dir / f"{i}.png") for i in ids]
+    scores, _ = deeplab_scores(gts, preds, 21)
+    return scores
+
+
+def run(args) -> dict:
+    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
+    voc = open_voc(root, args.list_cache_dir)
+    ids = voc.ids(args.val_list)
+    out = Path(args.deeplab_out_dir)
+    logits_dir, pred_dir, crf_dir = out / "val_logits", out / "val_pred", out / "val_crf"
+    run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, devices=inference_devices(args.device),
+                  overwrite=args.overwrite, loader_workers=min(2, args.num_workers))
+    predictions_without_crf(ids, logits_dir, pred_dir)
+    gt_dir = root / "SegmentationClass"
+    metrics = {"no_crf": score_folder(ids, pred_dir, gt_dir), "val_list": args.val_list, "num_images": len(ids)}
+    log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
+    if args.deeplab_crf:
+        run_per_image(CRFTask(voc, logits_dir, crf_dir, args.deeplab_crf_guide), ids, devices=["cpu"],
+                      processes=max(1, args.num_workers), overwrite=args.overwrite)
+        metrics["crf"] = score_folder(ids, crf_dir, gt_dir)
+        metrics["crf_guide"] = args.deeplab_crf_guide
+        log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
+    update_metrics(args.result_dir, "eval_deeplab", metrics)
+    from misc.vis import save_label_panels
+
+    shown = crf_dir if args.deeplab_crf else pred_dir
+    save_label_panels(voc, ids[: args.vis_num], [args.deeplab_label_dir, shown], Path(args.result_dir) / "vis" /
+                      "deeplab")
+    return metrics

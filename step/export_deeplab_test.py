@@ -1,0 +1,76 @@
+"""export_deeplab_test: DeepLab-v2 predictions for ``--test_list`` in the VOC evaluation server's layout.
+
+``result/deeplab/results/VOC2012/Segmentation/comp6_test_cls/<id>.png`` (VOC palette PNGs of the image size; with the
+CRF when ``--deeplab_crf``), plus ``result/deeplab/voc2012_test_comp6.tar.gz`` of the ``results/`` folder to upload.
+"""
+from __future__ import annotations
+
+import logging
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from misc.imutils import voc_palette
+from misc.results import atomic_write, save_png
+from misc.runner import inference_devices, run_per_image
+from step.eval_deeplab import DeepLabLogitsTask, probs_from_logits
+from voc12.dataloader import open_voc
+
+log = logging.getLogger(__name__)
+SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
+
+
+class TestExportTask(DeepLabLogitsTask):
+    name = "export_deeplab_test"
+
+    def __init__(self, args, voc, out_dir: Path) -> None:
+        super().__init__(args, voc, out_dir)
+
+    def output_path(self, img_id: str) -> Path:
+        return self.out_dir / f"{img_id}.png"
+
+    def load(self, img_id: str):
+        from voc12.deeplab_data import read_image_bgr
+
+        img = super().load(img_id)
+        return img, read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8)
+
+    def process(self, img_id: str, inputs) -> None:
+        from misc.crf import crf_inference_softmax, deeplab_crf_guide
+
+        img, bgr = inputs
+        x = torch.as_tensor(np.asarray(img))[None].to(self.device)
+        from step._models import autocast
+
+        with autocast(self.device, self.args.amp):
+            logits = self.model(x)[0].float().cpu().numpy()
+        probs = probs_from_logits({"logits": logits, "size": np.asarray(img.shape[1:])})
+        if self.args.deeplab_crf:
+            probs = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.args.deeplab_crf_guide == "original"),
+                                          probs)
+        save_png(self.output_path(img_id), np.argmax(probs, 0).astype(np.uint8), palette=voc_palette())
+
+
+def run(args) -> Path | None:
+    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    try:
+        ids = voc.ids(args.test_list)
+    except ValueError:
+        log.warning("export_deeplab_test: no test list %r in %s (VOC2012 test images come in a separate archive); "
+                    "skipped", args.test_list, voc.root)
+        return None
+    out = Path(args.deeplab_out_dir)
+    png_dir = out / SERVER_DIR
+    run_per_image(TestExportTask(args, voc, png_dir), ids, devices=inference_devices(args.device),
+                  overwrite=args.overwrite, shard=args.shard, loader_workers=min(2, args.num_workers))
+    archive = out / "voc2012_test_comp6.tar.gz"
+
+    def write(tmp: str) -> None:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(out / "results", arcname="results")
+
+    atomic_write(archive, write)
+    log.info("export_deeplab_test: %d PNGs in %s; archive %s", len(ids), png_dir, archive)
+    return archive
