@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cam_num_epoches", type=int, default=10)
     g.add_argument("--cam_learning_rate", type=float, default=0.1)
     g.add_argument("--cam_weight_decay", type=float, default=1e-4)
+    g.add_argument("--cam_momentum", type=float, default=1e-4,
+                   help="SGD momentum; the original's PolyOptimizer had 1e-4 in effect (its weight decay value)")
     g.add_argument("--cam_eval_thres", type=float, default=0.15)
     g.add_argument("--cam_eval_sweep", action=_FloatList, nargs="+",
                    default=tuple(round(0.05 * i, 2) for i in range(1, 13)),
@@ -191,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--irn_num_epoches", type=int, default=3)
     g.add_argument("--irn_learning_rate", type=float, default=0.1)
     g.add_argument("--irn_weight_decay", type=float, default=1e-4)
+    g.add_argument("--irn_momentum", type=float, default=1e-4, help="as --cam_momentum")
 
     g = p.add_argument_group("random walk")
     g.add_argument("--beta", type=float, default=10)

@@ -6,10 +6,11 @@ Measures, each in a fresh subprocess (so the peak-memory figure belongs to that 
 - ``cam``: make_cam of one synthetic 375×500 image with the DeiT branch: 7 scales × [img, flip], no grad, every
   scale's CAM bilinearly resized to the stride-4 and the full-resolution grids and summed.
 
-Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the subprocess on CPU (whole-process peak RSS, model
+Time: wall seconds and the process CPU seconds (user + sys, all threads; less sensitive to other load on a shared
+machine). Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the subprocess on CPU (whole-process peak RSS, model
 weights and libraries included), ``torch.cuda.max_memory_allocated`` on CUDA.
 
-Usage: python bench/bench_cam.py [--device cpu|cuda] [--bf16] [--only train|cam] [--steps 2]
+Usage: python bench/bench_cam.py [--device cpu|cuda] [--bf16] [--only train|cam] [--steps 2] [--compare-explicit]
 """
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def _peak_memory_bytes(device: str) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+def _cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measure_train(device: str, bf16: bool, steps: int) -> dict:
     import torch
 
@@ -89,16 +95,49 @@ def measure_train(device: str, bf16: bool, steps: int) -> dict:
 
     step()  # warm-up
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     for _ in range(steps):
         loss = step()
     _sync(device)
     seconds = (time.perf_counter() - t0) / steps
-    return {"what": "train_cam step (batch 2, 336 crops)", "seconds": seconds, "loss": loss,
+    return {"what": "train_cam step (batch 2, 336 crops)", "seconds": seconds,
+            "cpu_seconds": (_cpu_seconds() - c0) / steps, "loss": loss,
             "peak_bytes": _peak_memory_bytes(device)}
 
 
-def measure_cam(device: str, bf16: bool) -> dict:
+def _explicit_cam_pair(model, pair):
+    """Original-style CAM of an [img, flip] pair, for a same-conditions speed comparison: explicit (N,heads,L,L)
+    attention matrices of all block calls kept, stacked, head-mean, layer sum, merge, crop, ReLU, flip fusion."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = pair.shape[-2:]
+    x = model.pad_for_cam(pair)
+    tiles, num_h, num_w = model.tile(x)
+    n = tiles.shape[0]
+    z = model.patch_embed(tiles)
+    z = torch.cat([model.cls_token.expand(n, -1, -1), z], 1) + model.pos_embed
+    attns = []
+    for _ in range(model.num_passes):
+        y = z
+        for blk in model.blocks:
+            a = blk.attn
+            t = blk.norm1(y)
+            b, length, d = t.shape
+            q, k, v = a.qkv(t).reshape(b, length, 3, a.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+            attn = ((q @ k.transpose(-2, -1)) * a.scale).softmax(-1)
+            attns.append(attn)
+            y = y + a.proj((attn @ v).transpose(1, 2).reshape(b, length, d))
+            y = y + blk.mlp(blk.norm2(y))
+        z = z + y
+    scores = model.head_map(model.norm(z)[:, 1:])
+    weights = torch.stack(attns).mean(2).sum(0)[:, 0, 1:].reshape(n, 1, model.grid, model.grid)
+    cams = model.merge(weights * scores, num_h, num_w, 2)
+    cams = torch.relu(cams[:, :, :-(-h // model.patch_size), :-(-w // model.patch_size)])
+    return cams[0] + cams[1].flip(-1)
+
+
+def measure_cam(device: str, bf16: bool, compare_explicit: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -111,7 +150,8 @@ def measure_cam(device: str, bf16: bool) -> dict:
     strided = (math.ceil(h / 4), math.ceil(w / 4))
     up = (math.ceil(h / 16) * 16, math.ceil(w / 16) * 16)
     _sync(device)
-    t0 = time.perf_counter()
+    explicit_seconds = ours_seconds = 0.0
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     with torch.inference_mode():
         cam_sum = torch.zeros(20, *strided, device=device)
         highres_sum = torch.zeros(20, h, w, device=device)
@@ -119,14 +159,30 @@ def measure_cam(device: str, bf16: bool) -> dict:
             size = (round(h * scale), round(w * scale))
             x = img if scale == 1.0 else F.interpolate(img, size, mode="bilinear", align_corners=False)
             pair = torch.cat([x, x.flip(-1)])
+            if compare_explicit:
+                _sync(device)
+                t1 = time.perf_counter()
+                with _autocast(device, bf16):
+                    _explicit_cam_pair(model, pair)
+                _sync(device)
+                explicit_seconds += time.perf_counter() - t1
+                t1 = time.perf_counter()
             with _autocast(device, bf16):
                 cam = fuse_flip_pair(model.forward_cam(pair)).float()[None]
+            if compare_explicit:
+                _sync(device)
+                ours_seconds += time.perf_counter() - t1
             cam_sum += F.interpolate(cam, strided, mode="bilinear", align_corners=False)[0]
             highres_sum += F.interpolate(cam, up, mode="bilinear", align_corners=False)[0, :, :h, :w]
             del x, pair, cam
     _sync(device)
     seconds = time.perf_counter() - t0
+    if compare_explicit:
+        return {"what": "make_cam model calls, interleaved per scale: fused (this code) vs explicit original-style",
+                "seconds": ours_seconds, "explicit_seconds": explicit_seconds, "cpu_seconds": _cpu_seconds() - c0,
+                "peak_bytes": _peak_memory_bytes(device)}
     return {"what": f"make_cam one {h}x{w} image (7 scales + flip)", "seconds": seconds,
+            "cpu_seconds": _cpu_seconds() - c0,
             "cam_max": float(cam_sum.max()), "peak_bytes": _peak_memory_bytes(device)}
 
 
@@ -139,7 +195,7 @@ def _child(args: argparse.Namespace) -> None:
     if args.child == "train":
         result = measure_train(args.device, args.bf16, args.steps)
     else:
-        result = measure_cam(args.device, args.bf16)
+        result = measure_cam(args.device, args.bf16, args.compare_explicit)
     result.update(device=args.device, bf16=args.bf16, threads=torch.get_num_threads())
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -151,6 +207,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("train", "cam"), default=None)
     parser.add_argument("--steps", type=int, default=2, help="timed train steps (after one warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--compare-explicit", action="store_true",
+                        help="cam only: also time an original-style explicit-attention CAM per scale, interleaved")
     parser.add_argument("--child", choices=("train", "cam"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -159,6 +217,8 @@ def main() -> None:
     for what in ([args.only] if args.only else ["train", "cam"]):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", what, "--device", args.device,
                "--steps", str(args.steps), "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
+        if args.compare_explicit and what == "cam":
+            cmd.append("--compare-explicit")
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
@@ -167,8 +227,11 @@ def main() -> None:
         r = json.loads(lines[-1][len("RESULT "):])
         mem = r["peak_bytes"] / 2**30
         kind = "peak RSS" if args.device == "cpu" else "peak allocated"
-        print(f"{r['what']}: {r['seconds']:.2f} s, {kind} {mem:.2f} GiB "
+        print(f"{r['what']}: {r['seconds']:.2f} s wall ({r['cpu_seconds']:.1f} s CPU), {kind} {mem:.2f} GiB "
               f"(device {r['device']}, bf16 {r['bf16']}, threads {r['threads']})")
+        if "explicit_seconds" in r:
+            print(f"  explicit original-style attention, same run: {r['explicit_seconds']:.2f} s "
+                  f"(peak memory above includes it)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     from misc.random_walk import propagate_to_edge, propagate_to_edge_dense
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     h, w = (args.height - 1) // 4 + 1, (args.width - 1) // 4 + 1
     gen = torch.Generator().manual_seed(args.seed)
@@ -60,6 +62,7 @@ def _worker(args: argparse.Namespace) -> None:
         "seconds": min(times),
         "seconds_all": times,
         "peak_cpu_mb": (peak_rss - base_rss) / 1024,
+        "threads": torch.get_num_threads(),
     }
     if device.type == "cuda":
         result["peak_cuda_mb"] = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
@@ -72,7 +75,7 @@ def _run_method(method: str, args: argparse.Namespace, out_path: str) -> dict:
            "--device", args.device, "--height", str(args.height), "--width", str(args.width),
            "--classes", str(args.classes), "--radius", str(args.radius), "--beta", str(args.beta),
            "--exp_times", str(args.exp_times), "--seed", str(args.seed), "--repeat", str(args.repeat),
-           "--fast_dtype", args.fast_dtype]
+           "--fast_dtype", args.fast_dtype, "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="runs per method (the minimum time is reported)")
     parser.add_argument("--fast_dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -106,8 +110,11 @@ def main() -> None:
             outputs[method] = os.path.join(tmp, f"{method}.npy")
             results[method] = _run_method(method, args, outputs[method])
             r = results[method]
-            mem = f"{r['peak_cpu_mb']:.0f} MB RSS" + (f", {r['peak_cuda_mb']:.0f} MB CUDA" if "peak_cuda_mb" in r else "")
-            print(f"{method:>5}: {r['seconds']:.3f} s, peak +{mem}  (features {r['feature_size']}, {r['device']})")
+            mem = f"{r['peak_cpu_mb']:.0f} MB RSS"
+            if "peak_cuda_mb" in r:
+                mem += f", {r['peak_cuda_mb']:.0f} MB CUDA"
+            print(f"{method:>5}: {r['seconds']:.3f} s, peak +{mem}  (features {r['feature_size']}, {r['device']}, "
+                  f"{r['threads']} threads)")
         if "fast" in results and "dense" in results:
             diff = float(np.abs(np.load(outputs["fast"]) - np.load(outputs["dense"])).max())
             print(f"speed-up dense/fast: {results['dense']['seconds'] / results['fast']['seconds']:.0f}x; "

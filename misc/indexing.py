@@ -15,6 +15,7 @@ __all__ = [
     "PathIndex",
     "search_directions",
     "direction_path",
+    "search_paths_by_length",
     "edge_to_affinity",
     "affinity_labels_from_indices",
 ]
@@ -48,6 +49,18 @@ def direction_path(direction: tuple[int, int]) -> list[tuple[int, int]]:
     return sorted(coords, key=lambda c: -abs(c[0]) - abs(c[1]))
 
 
+def search_paths_by_length(radius: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(search_paths, search_dst) of PathIndex: paths grouped by length (ascending), each group an int64
+    (n_paths, L, 2) array in direction order; search_dst (D, 2) = the first point of every path, group by group."""
+    groups: dict[int, list[list[tuple[int, int]]]] = {}
+    for direction in search_directions(radius):
+        path = direction_path(direction)
+        groups.setdefault(len(path), []).append(path)
+    search_paths = [np.asarray(groups[length], dtype=np.int64) for length in sorted(groups)]
+    search_dst = np.concatenate([paths[:, 0] for paths in search_paths], axis=0)
+    return search_paths, search_dst
+
+
 class PathIndex:
     """Search paths grouped by length and their flat indices on a (H, W) feature map.
 
@@ -63,23 +76,13 @@ class PathIndex:
     def __init__(self, radius: int = 10, default_size: Sequence[int] = (128, 128)) -> None:
         self.radius = int(radius)
         self.radius_floor = int(np.ceil(radius) - 1)
-        self.search_paths, self.search_dst = self._paths_by_length(self.radius)
+        self.search_paths, self.search_dst = search_paths_by_length(self.radius)
         self.default_size = (int(default_size[0]), int(default_size[1]))
         self.path_indices, self.src_indices, self.dst_indices = self.get_path_indices(self.default_size)
 
     @property
     def num_directions(self) -> int:
         return int(self.search_dst.shape[0])
-
-    @staticmethod
-    def _paths_by_length(radius: int) -> tuple[list[np.ndarray], np.ndarray]:
-        groups: dict[int, list[list[tuple[int, int]]]] = {}
-        for direction in search_directions(radius):
-            path = direction_path(direction)
-            groups.setdefault(len(path), []).append(path)
-        search_paths = [np.asarray(groups[length], dtype=np.int64) for length in sorted(groups)]
-        search_dst = np.concatenate([paths[:, 0] for paths in search_paths], axis=0)
-        return search_paths, search_dst
 
     def source_window(self, size: Sequence[int]) -> tuple[int, int]:
         """(cropped_height, cropped_width) = (H - rf, W - 2 rf) of the source pixels on a (H, W) map."""

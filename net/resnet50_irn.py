@@ -63,24 +63,28 @@ class IRNet(nn.Module):
     for H, W multiples of 16. dp channel 0 = dy, 1 = dx (stride-4 pixels).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int = 50) -> None:
         super().__init__()
-        self.resnet50 = build_resnet(50, strides=(2, 2, 2, 1))
+        # the attribute keeps the original's key name ``resnet50.*`` whatever the depth (18/34 serve small demos)
+        self.resnet50 = build_resnet(depth, strides=(2, 2, 2, 1))
         self.resnet50.requires_grad_(False)
+        self.depth = depth
         self.mean_shift = MeanShift(2)
+        e = self.resnet50.out_channels // 512  # block expansion: 4 for ResNet-50/101/152, 1 for 18/34
+        c1, c2, c3, c4, c5 = 64, 64 * e, 128 * e, 256 * e, 512 * e
 
-        self.fc_edge1 = _conv_gn(64, 32, 4)
-        self.fc_edge2 = _conv_gn(256, 32, 4)
-        self.fc_edge3 = _conv_gn(512, 32, 4, upscale=2)
-        self.fc_edge4 = _conv_gn(1024, 32, 4, upscale=4)
-        self.fc_edge5 = _conv_gn(2048, 32, 4, upscale=4)
+        self.fc_edge1 = _conv_gn(c1, 32, 4)
+        self.fc_edge2 = _conv_gn(c2, 32, 4)
+        self.fc_edge3 = _conv_gn(c3, 32, 4, upscale=2)
+        self.fc_edge4 = _conv_gn(c4, 32, 4, upscale=4)
+        self.fc_edge5 = _conv_gn(c5, 32, 4, upscale=4)
         self.fc_edge6 = nn.Conv2d(160, 1, 1, bias=True)
 
-        self.fc_dp1 = _conv_gn(64, 64, 8)
-        self.fc_dp2 = _conv_gn(256, 128, 16)
-        self.fc_dp3 = _conv_gn(512, 256, 16)
-        self.fc_dp4 = _conv_gn(1024, 256, 16, upscale=2)
-        self.fc_dp5 = _conv_gn(2048, 256, 16, upscale=2)
+        self.fc_dp1 = _conv_gn(c1, 64, 8)
+        self.fc_dp2 = _conv_gn(c2, 128, 16)
+        self.fc_dp3 = _conv_gn(c3, 256, 16)
+        self.fc_dp4 = _conv_gn(c4, 256, 16, upscale=2)
+        self.fc_dp5 = _conv_gn(c5, 256, 16, upscale=2)
         self.fc_dp6 = _conv_gn(768, 256, 16, upscale=2)
         self.fc_dp7 = nn.Sequential(  # the original appends mean_shift as element 4 (same module)
             nn.Conv2d(448, 256, 1, bias=False),
@@ -152,8 +156,8 @@ class AffinityDisplacementLoss(IRNet):
 
     path_indices_prefix = "path_indices"
 
-    def __init__(self, path_index: PathIndex, persistent_indices: bool = False) -> None:
-        super().__init__()
+    def __init__(self, path_index: PathIndex, persistent_indices: bool = False, depth: int = 50) -> None:
+        super().__init__(depth)
         self.radius_floor = path_index.radius_floor
         self.search_dst = [(int(dy), int(dx)) for dy, dx in path_index.search_dst]
         self.n_path_lengths = len(path_index.path_indices)
@@ -241,9 +245,17 @@ def irn_total_loss(
     }
 
 
-def pad_to_crop(x: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """Zero-pad (B, C, H, W) at the right/bottom to crop_size² (a larger side is cropped, as F.pad does)."""
-    return F.pad(x, [0, crop_size - x.shape[3], 0, crop_size - x.shape[2]])
+def pad_to_crop(x: torch.Tensor, crop_size: int, multiple: int = 16) -> torch.Tensor:
+    """Zero-pad (B, C, H, W) at the right/bottom to crop_size² (the original's fixed 512 input).
+
+    A side longer than ``crop_size`` is padded to the next multiple of ``multiple`` instead (the original cropped
+    it and then failed downstream); images up to crop_size are unaffected.
+    """
+    def target(side: int) -> int:
+        return crop_size if side <= crop_size else -(-side // multiple) * multiple
+
+    height, width = target(x.shape[2]), target(x.shape[3])
+    return F.pad(x, [0, width - x.shape[3], 0, height - x.shape[2]])
 
 
 def edge_displacement_post(
@@ -263,8 +275,8 @@ def edge_displacement_post(
 class EdgeDisplacement(IRNet):
     """Inference wrapper: x = [image, flipped image] (2, 3, H, W) → (edge (1, h, w), dp (2, h, w)), h = ceil(H/4)."""
 
-    def __init__(self, crop_size: int = 512, stride: int = 4) -> None:
-        super().__init__()
+    def __init__(self, crop_size: int = 512, stride: int = 4, depth: int = 50) -> None:
+        super().__init__(depth)
         self.crop_size = crop_size
         self.stride = stride
 
@@ -291,7 +303,7 @@ def load_irn_weights(model: IRNet, state: Mapping[str, torch.Tensor]) -> None:
     log.info("loaded IRNet weights: %d tensors (%d extra keys ignored)", len(picked), len(state) - len(picked))
 
 
-def load_imagenet_backbone(model: IRNet, source: str | None = None, flag: str = "--irn_backbone_weights") -> None:
-    """Fill ``model.resnet50`` with ImageNet ResNet-50 weights (resnet50-19c8e357 / timm resnet50.tv_in1k)."""
-    load_resnet_imagenet(model.resnet50, 50, source, flag)
+def load_imagenet_backbone(model: IRNet, source: str | None = None, flag: str = "--irn_pretrained") -> None:
+    """Fill ``model.resnet50`` with ImageNet weights (resnet50-19c8e357 / timm resnet50.tv_in1k at depth 50)."""
+    load_resnet_imagenet(model.resnet50, model.depth, source, flag)
     model.resnet50.requires_grad_(False)

@@ -118,7 +118,7 @@ def _train(args, ctx: DistContext) -> None:
         backbone, head = model.trainable_parameters()
         groups = [{"params": [p for p in backbone if p.requires_grad], "lr": lr, "weight_decay": wd},
                   {"params": list(head), "lr": 10 * lr, "weight_decay": wd}]
-        return PolySGD(groups, lr=lr, weight_decay=wd, max_step=max_step)
+        return PolySGD(groups, lr=lr, weight_decay=wd, max_step=max_step, momentum=args.cam_momentum)
 
     opt_cnn, opt_vit = poly(cnn), poly(vit)
     resume_path = Path(args.sess_dir) / "train_cam_last.pt"

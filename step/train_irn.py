@@ -77,7 +77,7 @@ def _train(args, ctx: DistContext) -> None:
     lr, wd = args.irn_learning_rate, args.irn_weight_decay
     opt = PolySGD([{"params": list(edge_params), "lr": lr, "weight_decay": wd},
                    {"params": list(dp_params), "lr": 10 * lr, "weight_decay": wd}],
-                  lr=lr, weight_decay=wd, max_step=max_step)
+                  lr=lr, weight_decay=wd, max_step=max_step, momentum=args.irn_momentum)
     resume_path = Path(args.sess_dir) / "train_irn_last.pt"
     start_epoch = 0
     if resume_path.is_file() and not args.overwrite:

@@ -178,7 +178,7 @@ def test_cub_single_pass_mode() -> None:
 
 def test_timm_deit_keys_and_features_match(tmp_path) -> None:
     """A timm DeiT-S checkpoint (official file layout: {'model': ...}, Linear head 1000) loads; the ViT matches timm."""
-    timm = pytest.importorskip("timm")
+    import timm
     torch.manual_seed(0)
     reference = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
     state = reference.state_dict()
