@@ -55,13 +55,13 @@ DEMO_CUB_DIR = "data/demo_cub/CUB_200_2011"
 PRESETS: dict[str, dict] = {
     "demo": dict(
         no_pretrained=True, num_workers=2,
-        demo_num_train=120, demo_num_val=40, demo_num_extra=160, demo_num_test=8, demo_image_size=(112, 160),
-        vit_embed_dim=96, vit_depth=4, vit_num_heads=3, vit_patch_size=16, vit_tile_size=224, vit_num_passes=3,
-        cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=6, cam_learning_rate=0.05, cam_resize_long=(160, 320),
-        cam_crop_size=224, cam_scales=(1.0, 0.5, 1.5),
-        irn_backbone_depth=18, irn_crop_size=192, irn_batch_size=8, irn_num_epoches=2,
-        deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=300, deeplab_batch_size=5, deeplab_iter_size=1, deeplab_crop_size=161,
-        deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
+        demo_num_train=120, demo_num_val=40, demo_num_extra=360, demo_num_test=8, demo_image_size=(72, 96),
+        vit_embed_dim=64, vit_depth=4, vit_num_heads=2, vit_patch_size=8, vit_tile_size=64, vit_num_passes=3,
+        cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=20, cam_optimizer="adamw", cam_learning_rate=1e-3,
+        cam_resize_long=(64, 112), cam_crop_size=64, cam_scales=(1.0, 0.5, 1.5),
+        irn_backbone_depth=18, irn_crop_size=96, irn_batch_size=8, irn_num_epoches=2, irn_momentum=0.9,
+        deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=300, deeplab_batch_size=5,
+        deeplab_iter_size=1, deeplab_crop_size=97, deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
         cub_demo_classes=10, wsol_epochs=12, wsol_batch_size=32, wsol_num_classes=10, wsol_lr=5e-4,
         wsol_lr_decay_epochs=8, wsol_l1_window=2, wsol_cnn_depth=18, wsol_heldout_per_class=2,
     ),
@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cam_num_epoches", type=int, default=10)
     g.add_argument("--cam_learning_rate", type=float, default=0.1)
     g.add_argument("--cam_weight_decay", type=float, default=1e-4)
+    g.add_argument("--cam_optimizer", choices=("poly_sgd", "adamw"), default="poly_sgd",
+                   help="poly_sgd: the original's (paper); adamw: for training from random weights (demo)")
+    g.add_argument("--cam_head_lr_mult", type=float, default=10.0, help="lr multiplier of both classifier heads")
     g.add_argument("--cam_momentum", type=float, default=1e-4,
                    help="SGD momentum; the original's PolyOptimizer had 1e-4 in effect (its weight decay value)")
     g.add_argument("--cam_eval_thres", type=float, default=0.15)
@@ -274,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                           ("demo_num_test", 8), ("cub_demo_classes", 10)):
         a(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
     a("--demo_image_size", type=int, nargs=2, default=(112, 160), help=argparse.SUPPRESS)
+    a("--demo_max_objects", type=int, default=3, help=argparse.SUPPRESS)
     return p
 
 
@@ -331,7 +335,7 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
         h, w = args.demo_image_size
         make_synthetic_voc(root, num_train=args.demo_num_train, num_val=args.demo_num_val,
                            num_extra_aug=args.demo_num_extra, num_test=args.demo_num_test,
-                           image_size=((h, w), (h, w)), seed=args.seed)
+                           image_size=((h, w), (h, w)), seed=args.seed, max_objects=args.demo_max_objects)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:

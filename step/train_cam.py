@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from misc.cam_loss import train_cam_losses
 from misc.distributed import DistContext, all_reduce_mean, launch
-from misc.torchutils import PolySGD, gap2d
+from misc.torchutils import PolyAdamW, PolySGD, gap2d
 from step._models import autocast, build_cnn_branch, build_vit_branch
 from voc12.dataloader import VOC12ClassificationDataset, open_voc
 
@@ -117,7 +117,9 @@ def _train(args, ctx: DistContext) -> None:
     def poly(model):
         backbone, head = model.trainable_parameters()
         groups = [{"params": [p for p in backbone if p.requires_grad], "lr": lr, "weight_decay": wd},
-                  {"params": list(head), "lr": 10 * lr, "weight_decay": wd}]
+                  {"params": list(head), "lr": args.cam_head_lr_mult * lr, "weight_decay": wd}]
+        if args.cam_optimizer == "adamw":  # demo from random weights only: not the paper's recipe
+            return PolyAdamW(groups, lr=lr, weight_decay=wd, max_step=max_step)
         return PolySGD(groups, lr=lr, weight_decay=wd, max_step=max_step, momentum=args.cam_momentum)
 
     opt_cnn, opt_vit = poly(cnn), poly(vit)
