@@ -100,3 +100,22 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(t)
         t /= dist.get_world_size()
     return t
+
+
+def make_loader(dataset, global_batch: int, ctx: DistContext, *, flag: str, train: bool, num_workers: int,
+                seed: int = 0, drop_last: bool | None = None):
+    """DataLoader of this process's share: ``global_batch / world_size`` per process, a DistributedSampler under DDP.
+
+    ``train``: shuffled, last incomplete batch dropped (the originals' rule); otherwise in order. ``flag`` names the
+    batch-size flag in errors.
+    """
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    if global_batch % ctx.world_size:
+        raise ValueError(f"{flag} {global_batch} must be divisible by the {ctx.world_size} processes")
+    drop_last = train if drop_last is None else drop_last
+    sampler = DistributedSampler(dataset, shuffle=train, drop_last=drop_last, seed=seed) if ctx.distributed else None
+    return DataLoader(dataset, batch_size=global_batch // ctx.world_size, shuffle=train and sampler is None,
+                      sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=train and num_workers > 0)

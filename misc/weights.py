@@ -56,10 +56,12 @@ def load_pretrained(source: str | None, timm_name: str, *, flag: str, download_h
             return load_file(source)
         return load_checkpoint(source)
     name = source or timm_name
-    try:
-        import timm
+    import timm
 
-        model = timm.create_model(name, pretrained=True)
+    try:
+        model = _create_from_cache(timm, name)
+        if model is None:
+            model = timm.create_model(name, pretrained=True)
     except Exception as exc:  # offline, unknown name, hub error
         raise PretrainedWeightsError(
             f"could not fetch the pretrained weights '{name}' ({type(exc).__name__}: {exc}). "
@@ -68,3 +70,19 @@ def load_pretrained(source: str | None, timm_name: str, *, flag: str, download_h
         ) from exc
     log.info("loaded pretrained weights %s via timm", name)
     return model.state_dict()
+
+
+def _create_from_cache(timm, name: str):
+    """The timm model from the local hub cache only (no network), or None when it is not cached."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        return timm.create_model(name, pretrained=True)
+    except Exception:
+        return None
+    finally:
+        constants.HF_HUB_OFFLINE = saved

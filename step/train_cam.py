@@ -22,11 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from misc.cam_loss import train_cam_losses
-from misc.distributed import DistContext, all_reduce_mean, launch
+from misc.distributed import DistContext, all_reduce_mean, launch, make_loader
 from misc.torchutils import PolyAdamW, PolySGD, gap2d
 from step._models import autocast, build_cnn_branch, build_vit_branch
 from voc12.dataloader import VOC12ClassificationDataset, open_voc
@@ -92,19 +91,13 @@ def _train(args, ctx: DistContext) -> None:
     train_ds = VOC12ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(args.cam_resize_long),
                                           hor_flip=True, crop_size=crop, crop_method="random")
     val_ds = VOC12ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=crop)
-    if args.cam_batch_size % ctx.world_size:
-        raise ValueError(f"--cam_batch_size {args.cam_batch_size} must be divisible by the {ctx.world_size} processes")
-    batch = args.cam_batch_size // ctx.world_size
     if len(train_ids) < args.cam_batch_size:
         raise ValueError(f"train_cam: {len(train_ids)} training images < --cam_batch_size {args.cam_batch_size}")
-    sampler = DistributedSampler(train_ds, shuffle=True, drop_last=True, seed=args.seed) if ctx.distributed else None
-    loader_kw = dict(num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                     persistent_workers=args.num_workers > 0)
-    train_loader = DataLoader(train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                              **loader_kw)
-    val_sampler = DistributedSampler(val_ds, shuffle=False) if ctx.distributed else None
-    val_loader = DataLoader(val_ds, batch_size=batch, shuffle=False, sampler=val_sampler, drop_last=False,
-                            num_workers=args.num_workers)
+    train_loader = make_loader(train_ds, args.cam_batch_size, ctx, flag="--cam_batch_size", train=True,
+                               num_workers=args.num_workers, seed=args.seed)
+    sampler = train_loader.sampler if ctx.distributed else None
+    val_loader = make_loader(val_ds, args.cam_batch_size, ctx, flag="--cam_batch_size", train=False,
+                             num_workers=args.num_workers)
 
     cnn = build_cnn_branch(args, pretrained=True)
     vit = build_vit_branch(args, pretrained=True)
@@ -170,7 +163,7 @@ def _train(args, ctx: DistContext) -> None:
             bar.set_postfix(l_cnn=f"{float(losses['loss_cls_cnn'].detach()):.3f}",
                             l_vit=f"{float(losses['loss_cls_vit'].detach()):.3f}",
                             l1=f"{float(losses['loss_l1'].detach()):.3f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}",
-                            lr=f"{opt_cnn.param_groups[0]['lr']:.2e}")
+                            lr=f"{opt_cnn.param_groups[0]['lr']:.2e}", refresh=False)
         n_batches = max(1, len(train_loader))
         means = {k: v / n_batches for k, v in sums.items()}
         val = validate({"cnn": cnn, "vit": vit}, val_loader, device, args.amp)

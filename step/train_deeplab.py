@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from misc.distributed import DistContext, launch
+from misc.distributed import DistContext, launch, make_loader
 from step._models import autocast
 from step.train_cam import save_state_dict, seed_everything
 from voc12.dataloader import open_voc
@@ -64,13 +62,9 @@ def _train(args, ctx: DistContext) -> None:
                                 f"(e.g. {missing[0]!r}); run make_sem_seg_labels for --infer_list first")
     ds = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=args.deeplab_crop_size)
     ds.scales = tuple(args.deeplab_scales)
-    if args.deeplab_batch_size % ctx.world_size:
-        raise ValueError(f"--deeplab_batch_size must be divisible by the {ctx.world_size} processes")
-    batch = args.deeplab_batch_size // ctx.world_size
-    sampler = DistributedSampler(ds, shuffle=True, drop_last=True, seed=args.seed) if ctx.distributed else None
-    loader = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.num_workers > 0)
+    loader = make_loader(ds, args.deeplab_batch_size, ctx, flag="--deeplab_batch_size", train=True,
+                         num_workers=args.num_workers, seed=args.seed)
+    sampler = loader.sampler if ctx.distributed else None
     if len(loader) == 0:
         raise ValueError(f"train_deeplab: {len(ids)} images < batch {args.deeplab_batch_size}")
     model = build_model(args)
@@ -129,7 +123,7 @@ def _train(args, ctx: DistContext) -> None:
         if it % 10 == 0:
             history.append({"iteration": it, "loss": loss_sum})
         bar.set_postfix(loss=f"{running:.4f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}",
-                        lr=f"{opt.param_groups[0]['lr']:.2e}")
+                        lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         done = it + 1
         if ctx.is_main and (done % args.deeplab_checkpoint_every == 0 or done == args.deeplab_iters):
             save_state_dict({"iteration": done, "iters": args.deeplab_iters, "model": model.state_dict(),

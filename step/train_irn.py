@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from misc.distributed import DistContext, all_reduce_mean, launch
+from misc.distributed import DistContext, all_reduce_mean, launch, make_loader
 from misc.indexing import PathIndex
 from misc.torchutils import PolySGD
 from step._models import autocast
@@ -61,15 +60,11 @@ def _train(args, ctx: DistContext) -> None:
     ids = voc.ids(args.train_list)
     ds = VOC12AffinityDataset(ids, args.ir_label_out_dir, crop, voc.root, path_index.src_indices,
                               path_index.dst_indices, hor_flip=True, crop_method="random", rescale=(0.5, 1.5))
-    if args.irn_batch_size % ctx.world_size:
-        raise ValueError(f"--irn_batch_size {args.irn_batch_size} must be divisible by {ctx.world_size} processes")
     if len(ids) < args.irn_batch_size:
         raise ValueError(f"train_irn: {len(ids)} images < --irn_batch_size {args.irn_batch_size}")
-    batch = args.irn_batch_size // ctx.world_size
-    sampler = DistributedSampler(ds, shuffle=True, drop_last=True, seed=args.seed) if ctx.distributed else None
-    loader = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.num_workers > 0)
+    loader = make_loader(ds, args.irn_batch_size, ctx, flag="--irn_batch_size", train=True,
+                         num_workers=args.num_workers, seed=args.seed)
+    sampler = loader.sampler if ctx.distributed else None
     model = build_irn_loss_model(args, path_index).to(device)
     model.train()
     max_step = (len(ids) // args.irn_batch_size) * args.irn_num_epoches
@@ -116,7 +111,7 @@ def _train(args, ctx: DistContext) -> None:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{float(losses['total_loss'].detach()):.4f}",
-                            ips=f"{n_seen / (time.perf_counter() - t0):.1f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
+                            ips=f"{n_seen / (time.perf_counter() - t0):.1f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         means = {k: v / max(1, len(loader)) for k, v in sums.items()}
         if ctx.is_main:
             log.info("train_irn epoch %d/%d: %s", epoch + 1, args.irn_num_epoches,
@@ -126,12 +121,9 @@ def _train(args, ctx: DistContext) -> None:
                              "opt": opt.state_dict()}, resume_path)
 
     infer_ds = VOC12ImageDataset(voc.ids(args.infer_list), voc.root, crop_size=crop, crop_method="top_left")
-    infer_sampler = DistributedSampler(infer_ds, shuffle=False) if ctx.distributed else None
-    infer_loader = DataLoader(infer_ds, batch_size=batch, shuffle=False, sampler=infer_sampler, drop_last=True,
-                              num_workers=args.num_workers)
-    if len(infer_loader) == 0:  # the original drops the last batch; with fewer images than a batch keep them all
-        infer_loader = DataLoader(infer_ds, batch_size=batch, shuffle=False, sampler=infer_sampler,
-                                  num_workers=args.num_workers)
+    # the original drops the last incomplete batch; with fewer images than a batch, keep them all
+    infer_loader = make_loader(infer_ds, args.irn_batch_size, ctx, flag="--irn_batch_size", train=False,
+                               num_workers=args.num_workers, drop_last=len(infer_ds) >= args.irn_batch_size)
     model.mean_shift.running_mean.zero_()
     model.mean_shift.running_mean.copy_(estimate_mean_shift(model, infer_loader, device, args.amp))
     if ctx.is_main:

@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from misc.distributed import DistContext, launch
+from misc.distributed import DistContext, launch, make_loader
 from step._models import autocast
 from step.train_cam import save_state_dict, seed_everything
 
@@ -119,13 +118,9 @@ def _train(args, ctx: DistContext) -> None:
     heldout = load_or_make_heldout(meta, out_dir / "heldout_ids.txt", args.wsol_heldout_per_class)
     exclude = heldout if args.wsol_select_on == "heldout" else []
     train_ds = build_train_dataset(meta, exclude, resize_size=args.wsol_resize_size, crop_size=args.wsol_image_size)
-    if args.wsol_batch_size % ctx.world_size:
-        raise ValueError(f"--wsol_batch_size must be divisible by the {ctx.world_size} processes")
-    batch = args.wsol_batch_size // ctx.world_size
-    sampler = DistributedSampler(train_ds, shuffle=True, seed=args.wsol_seed) if ctx.distributed else None
-    loader = DataLoader(train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.num_workers > 0)
+    loader = make_loader(train_ds, args.wsol_batch_size, ctx, flag="--wsol_batch_size", train=True,
+                         num_workers=args.num_workers, seed=args.wsol_seed, drop_last=False)
+    sampler = loader.sampler if ctx.distributed else None
     select_loader = selection_loader(args, meta, heldout)
     vit = build_wsol_vit(args, pretrained=True).to(device).train()
     cnn = build_wsol_cnn(args, pretrained=True)
@@ -186,7 +181,7 @@ def _train(args, ctx: DistContext) -> None:
             for k, v in (("ce_vit", ce_vit), ("ce_cnn", ce_cnn), ("l1", l1)):
                 sums[k] += float(v.detach())
             bar.set_postfix(ce_vit=f"{float(ce_vit.detach()):.3f}", ce_cnn=f"{float(ce_cnn.detach()):.3f}",
-                            l1=f"{float(l1.detach()):.3f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}")
+                            l1=f"{float(l1.detach()):.3f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}", refresh=False)
         means = {k: v / max(1, len(loader)) for k, v in sums.items()}
         if not ctx.is_main:
             continue

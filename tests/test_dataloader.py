@@ -1,6 +1,5 @@
 """VOC data layer on the real sample (../shared/real_voc) and on synthetic data: lists, labels, datasets, errors."""
 import random
-import shutil
 
 import numpy as np
 import pytest

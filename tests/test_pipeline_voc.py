@@ -1,6 +1,5 @@
 """End to end: the whole VOC pipeline (tiny preset, synthetic data, random weights) and a rerun that skips work."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Orchestrator: typed flags, presets, dry run, log tee, per-image runner."""
-import os
 import subprocess
 import sys
 from pathlib import Path
