@@ -23,7 +23,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     for h in list(root.handlers):
         if getattr(h, "_crt", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    # the process's real stderr (fd 2, which :func:`tee_output` routes into the log), even where sys.stderr is replaced
+    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     handler._crt = True  # type: ignore[attr-defined]
     root.addHandler(handler)
