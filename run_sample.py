@@ -59,7 +59,7 @@ PRESETS: dict[str, dict] = {
         vit_embed_dim=64, vit_depth=4, vit_num_heads=2, vit_patch_size=8, vit_tile_size=64, vit_num_passes=3,
         cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=20, cam_optimizer="adamw", cam_learning_rate=1e-3,
         cam_resize_long=(64, 112), cam_crop_size=64, cam_scales=(1.0, 0.5, 1.5),
-        irn_backbone_depth=18, irn_crop_size=96, irn_batch_size=8, irn_num_epoches=2, irn_momentum=0.9,
+        irn_backbone_depth=18, irn_crop_size=96, irn_batch_size=8, irn_num_epoches=8, irn_momentum=0.9,
         deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=300, deeplab_batch_size=5,
         deeplab_iter_size=1, deeplab_crop_size=97, deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
         cub_demo_classes=10, wsol_epochs=12, wsol_batch_size=16, wsol_num_classes=10, wsol_lr=5e-4,

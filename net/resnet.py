@@ -153,6 +153,8 @@ def load_resnet_imagenet(model: ResNet, depth: int, source: str | None, flag: st
     url = TORCHVISION_URLS.get(depth, "")
     hint = f"{url} (file {url.rsplit('/', 1)[-1]})" if url else f"timm resnet{depth}.tv_in1k"
     state = load_pretrained(source, f"resnet{depth}.tv_in1k", flag=flag, download_hint=hint)
+    if any(k.startswith("backbone.") for k in state):  # a ResNetCAM checkpoint (e.g. the CNN branch of train_cam)
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     model.load_state_dict(state, strict=True)
     log.info("loaded ImageNet ResNet-%d weights (%d tensors)", depth, len(state))
