@@ -62,8 +62,9 @@ PRESETS: dict[str, dict] = {
         irn_backbone_depth=18, irn_crop_size=96, irn_batch_size=8, irn_num_epoches=8, irn_momentum=0.9,
         deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=300, deeplab_batch_size=5,
         deeplab_iter_size=1, deeplab_crop_size=97, deeplab_checkpoint_every=150, deeplab_lr=2.5e-3,
-        cub_demo_classes=10, wsol_epochs=12, wsol_batch_size=16, wsol_num_classes=10, wsol_lr=5e-4,
-        wsol_lr_decay_epochs=8, wsol_l1_window=2, wsol_cnn_depth=18, wsol_heldout_per_class=2,
+        cub_demo_classes=10, cub_demo_train_per_class=30, cub_demo_test_per_class=10, wsol_epochs=30,
+        wsol_batch_size=16, wsol_num_classes=10, wsol_lr=5e-4, wsol_lr_decay_epochs=20, wsol_l1_window=5,
+        wsol_cnn_depth=18, wsol_heldout_per_class=2,
         wsol_image_size=112, wsol_resize_size=128,
     ),
     "tiny": dict(
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wsol_cam_thr", type=float, default=0.1)
     g.add_argument("--wsol_seed", type=int, default=26)
     g.add_argument("--wsol_image_size", type=int, default=224)
+    g.add_argument("--wsol_patch_size", type=int, default=16, help="DeiT patch (= the ResNet's stride 16 for the L1)")
     g.add_argument("--wsol_resize_size", type=int, default=256)
     g.add_argument("--wsol_select_on", choices=("heldout", "test"), default="heldout",
                    help="model selection: held-out train images (default) or the test set (the original)")
@@ -279,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         a(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
     a("--demo_image_size", type=int, nargs=2, default=(112, 160), help=argparse.SUPPRESS)
     a("--demo_max_objects", type=int, default=3, help=argparse.SUPPRESS)
+    a("--cub_demo_train_per_class", type=int, default=8, help=argparse.SUPPRESS)
+    a("--cub_demo_test_per_class", type=int, default=4, help=argparse.SUPPRESS)
     return p
 
 
@@ -326,7 +330,9 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
             from cub.synthetic import make_synthetic_cub
 
             log.info("writing the synthetic CUB demo dataset to %s", root)
-            make_synthetic_cub(root.parent, num_classes=args.cub_demo_classes, seed=args.seed)
+            make_synthetic_cub(root.parent, num_classes=args.cub_demo_classes, seed=args.seed,
+                               train_per_class=args.cub_demo_train_per_class,
+                               test_per_class=args.cub_demo_test_per_class)
         return
     root = Path(args.voc12_root)
     if not (root / "ImageSets" / "Segmentation" / "train.txt").is_file():

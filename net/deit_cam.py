@@ -104,7 +104,7 @@ class DeiTCAM(nn.Module):
                  tiled: bool = True, outer_residual: bool = True, drop_path_rate: float = 0.0,
                  qkv_bias: bool = True, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        if tile_size % patch_size or (tile_size // patch_size) % 2:
+        if tile_size % patch_size or (tiled and (tile_size // patch_size) % 2):
             raise ValueError("tile_size / patch_size must be an even integer (tiles overlap by half a tile)")
         self.num_classes = num_classes
         self.embed_dim = embed_dim

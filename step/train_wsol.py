@@ -30,7 +30,7 @@ def build_wsol_vit(args, pretrained: bool):
     from net.deit_cam import DeiTCAM, load_deit_imagenet
 
     model = DeiTCAM(num_classes=args.wsol_num_classes, embed_dim=args.vit_embed_dim, depth=args.vit_depth,
-                    num_heads=args.vit_num_heads, patch_size=args.vit_patch_size, tile_size=args.wsol_image_size,
+                    num_heads=args.vit_num_heads, patch_size=args.wsol_patch_size, tile_size=args.wsol_image_size,
                     num_passes=1, tiled=False, outer_residual=False, drop_path_rate=args.wsol_drop_path)
     if pretrained and not args.no_pretrained:
         load_deit_imagenet(model, args.deit_pretrained, flag="--deit_pretrained")
