@@ -43,7 +43,9 @@ CUB_STEPS: tuple[tuple[str, str], ...] = (
 )
 DEFAULT_OFF = {"make_ins_seg_pass", "eval_ins_seg_pass"}
 
-# Per-image steps (sharded by rank under torchrun) and metric steps (rank 0 only); the rest are training steps.
+# Under torchrun: training steps run on every rank (DDP), per-image steps split their ids by rank, and the metric
+# steps run on rank 0 only while the other ranks wait.
+TRAIN_STEPS = {"step.train_cam", "step.train_irn", "step.train_deeplab", "step.train_wsol"}
 PER_IMAGE_STEPS = {"step.make_cam", "step.cam_to_ir_label", "step.make_sem_seg_labels", "step.make_ins_seg_labels",
                    "step.export_deeplab_test"}
 
@@ -352,20 +354,29 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from misc.results import write_json
 
     steps = planned_steps(args)
+    rank = int(os.environ.get("RANK", "0"))
+    if under_torchrun():
+        from misc.distributed import init_from_env
+
+        init_from_env(args.device)
     for d in (args.sess_dir, args.result_dir):
         os.makedirs(d, exist_ok=True)
-    if args.demo:
-        prepare_demo_data(args)
-    write_json(Path(args.result_dir) / "config.json", vars(args))
-    log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
+    if rank == 0:
+        if args.demo:
+            prepare_demo_data(args)
+        write_json(Path(args.result_dir) / "config.json", vars(args))
+        log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
+    barrier()
     timings: dict[str, float] = {}
     for _, module_name in steps:
         module = importlib.import_module(module_name)
-        with StepTimer(module_name.split(".")[-1]) as timer:
-            module.run(args)
-        barrier() if under_torchrun() else None
-        timings[module_name] = round(timer.elapsed, 2)
-    write_json(Path(args.result_dir) / "timings.json", timings)
+        if rank == 0 or module_name in TRAIN_STEPS | PER_IMAGE_STEPS:
+            with StepTimer(module_name.split(".")[-1]) as timer:
+                module.run(args)
+            timings[module_name] = round(timer.elapsed, 2)
+        barrier()
+    if rank == 0:
+        write_json(Path(args.result_dir) / "timings.json", timings)
     return timings
 
 

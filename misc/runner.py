@@ -117,17 +117,20 @@ def run_per_image(
     overwrite: bool = False,
     shard: str | None = None,
     loader_workers: int = 0,
+    split_ranks: bool = True,
 ) -> RunSummary:
     """Run ``task`` on every id of ``ids`` (this shard) whose output is missing.
 
     ``devices``: one worker process per device when there are several (e.g. every visible GPU); ``processes``: the
     number of CPU worker processes when the only device is the CPU (for CPU-bound work such as the CRF).
+    ``split_ranks``: under torchrun, each rank takes every WORLD_SIZE-th id on its own GPU (False: this process does
+    all of them, e.g. inside a step that runs on rank 0 only).
     """
     t0 = time.perf_counter()
     k, n = parse_shard(shard)
     ids = list(ids)[k::n]
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:  # under torchrun every rank takes its own share on its own GPU
+    if world > 1 and split_ranks:  # under torchrun every rank takes its own share on its own GPU
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         ids = ids[rank::world]
         devices = [f"cuda:{local_rank}"] if torch.cuda.is_available() else ["cpu"]

@@ -119,14 +119,14 @@ def run(args) -> dict:
     out = Path(args.deeplab_out_dir)
     logits_dir, pred_dir, crf_dir = out / "val_logits", out / "val_pred", out / "val_crf"
     run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, devices=inference_devices(args.device),
-                  overwrite=args.overwrite, loader_workers=min(2, args.num_workers))
+                  overwrite=args.overwrite, loader_workers=min(2, args.num_workers), split_ranks=False)
     predictions_without_crf(ids, logits_dir, pred_dir)
     gt_dir = root / "SegmentationClass"
     metrics = {"no_crf": score_folder(ids, pred_dir, gt_dir), "val_list": args.val_list, "num_images": len(ids)}
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
         run_per_image(CRFTask(voc, logits_dir, crf_dir, args.deeplab_crf_guide), ids, devices=["cpu"],
-                      processes=max(1, args.num_workers), overwrite=args.overwrite)
+                      processes=max(1, args.num_workers), overwrite=args.overwrite, split_ranks=False)
         metrics["crf"] = score_folder(ids, crf_dir, gt_dir)
         metrics["crf_guide"] = args.deeplab_crf_guide
         log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
