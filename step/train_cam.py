@@ -13,7 +13,6 @@ and training continues from the last finished epoch. Several GPUs: one process e
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from misc.cam_loss import train_cam_losses
+from misc.checkpoint import save_state_dict, try_resume
 from misc.distributed import DistContext, all_reduce_mean, launch, make_loader
 from misc.torchutils import PolyAdamW, PolySGD, gap2d
 from step._models import autocast, build_cnn_branch, build_vit_branch
@@ -39,15 +39,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def save_state_dict(state: dict, path: str | Path) -> None:
-    """Atomic ``torch.save`` (tensors and plain containers only: loadable with ``weights_only=True``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -117,18 +108,11 @@ def _train(args, ctx: DistContext) -> None:
 
     opt_cnn, opt_vit = poly(cnn), poly(vit)
     resume_path = Path(args.sess_dir) / "train_cam_last.pt"
-    start_epoch = 0
-    if resume_path.is_file() and not args.overwrite:
-        state = torch.load(resume_path, map_location=device, weights_only=True)
-        if state.get("max_step") == max_step:
-            cnn.load_state_dict(state["cnn"])
-            vit.load_state_dict(state["vit"])
-            opt_cnn.load_state_dict(state["opt_cnn"])
-            opt_vit.load_state_dict(state["opt_vit"])
-            start_epoch = int(state["epoch"]) + 1
-            log.info("train_cam: resuming after epoch %d from %s", start_epoch, resume_path)
-        else:
-            log.warning("train_cam: %s is from another schedule; starting from scratch", resume_path)
+    state = try_resume(resume_path, device, {"cnn": cnn, "vit": vit, "opt_cnn": opt_cnn, "opt_vit": opt_vit},
+                       {"max_step": max_step}, args.overwrite)
+    start_epoch = 0 if state is None else int(state["epoch"]) + 1
+    if state is not None:
+        log.info("train_cam: resuming after epoch %d from %s", start_epoch, resume_path)
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from misc.distributed import DistContext, launch, make_loader
 from step._models import autocast
-from step.train_cam import save_state_dict, seed_everything
+from misc.checkpoint import save_state_dict, try_resume
+from step.train_cam import seed_everything
 from voc12.dataloader import open_voc
 
 log = logging.getLogger(__name__)
@@ -76,16 +77,12 @@ def _train(args, ctx: DistContext) -> None:
                           momentum=args.deeplab_momentum)
     sched = PolynomialLR(opt, args.deeplab_poly_step, args.deeplab_iters, args.deeplab_poly_power)
     ckpt_dir = Path(args.sess_dir) / "deeplab"
-    start = 0
     last = ckpt_dir / "last.pt"
-    if last.is_file() and not args.overwrite:
-        state = torch.load(last, map_location=device, weights_only=True)
-        if state.get("iters") == args.deeplab_iters:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            start = int(state["iteration"])
-            log.info("train_deeplab: resuming at iteration %d", start)
+    state = try_resume(last, device, {"model": model, "opt": opt, "sched": sched}, {"iters": args.deeplab_iters},
+                       args.overwrite)
+    start = 0 if state is None else int(state["iteration"])
+    if state is not None:
+        log.info("train_deeplab: resuming at iteration %d", start)
     net = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP

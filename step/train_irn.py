@@ -19,7 +19,8 @@ from misc.distributed import DistContext, all_reduce_mean, launch, make_loader
 from misc.indexing import PathIndex
 from misc.torchutils import PolySGD
 from step._models import autocast
-from step.train_cam import save_state_dict, seed_everything
+from misc.checkpoint import save_state_dict, try_resume
+from step.train_cam import seed_everything
 from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset, open_voc
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,10 @@ def _train(args, ctx: DistContext) -> None:
                    {"params": list(dp_params), "lr": 10 * lr, "weight_decay": wd}],
                   lr=lr, weight_decay=wd, max_step=max_step, momentum=args.irn_momentum)
     resume_path = Path(args.sess_dir) / "train_irn_last.pt"
-    start_epoch = 0
-    if resume_path.is_file() and not args.overwrite:
-        state = torch.load(resume_path, map_location=device, weights_only=True)
-        if state.get("max_step") == max_step:
-            model.load_state_dict(state["model"], strict=False)
-            opt.load_state_dict(state["opt"])
-            start_epoch = int(state["epoch"]) + 1
-            log.info("train_irn: resuming after epoch %d", start_epoch)
+    state = try_resume(resume_path, device, {"model": model, "opt": opt}, {"max_step": max_step}, args.overwrite)
+    start_epoch = 0 if state is None else int(state["epoch"]) + 1
+    if state is not None:
+        log.info("train_irn: resuming after epoch %d", start_epoch)
     net = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from misc.distributed import DistContext, launch, make_loader
 from step._models import autocast
-from step.train_cam import save_state_dict, seed_everything
+from misc.checkpoint import save_state_dict, try_resume
+from step.train_cam import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +135,13 @@ def _train(args, ctx: DistContext) -> None:
                                {"params": list(head), "lr": args.wsol_cnn_cls_lr}],
                               lr=args.wsol_cnn_lr, momentum=0.0, weight_decay=args.wsol_cnn_weight_decay)
     resume = Path(args.sess_dir) / "train_wsol_last.pt"
+    state = try_resume(resume, device, {"vit": vit, "cnn": cnn, "opt_vit": opt_vit, "opt_cnn": opt_cnn},
+                       {"epochs": args.wsol_epochs}, args.overwrite)
     start, best = 1, {"loc_gt_known": -1.0, "epoch": 0}
-    if resume.is_file() and not args.overwrite:
-        state = torch.load(resume, map_location=device, weights_only=True)
-        if state.get("epochs") == args.wsol_epochs:
-            vit.load_state_dict(state["vit"])
-            cnn.load_state_dict(state["cnn"])
-            opt_vit.load_state_dict(state["opt_vit"])
-            opt_cnn.load_state_dict(state["opt_cnn"])
-            start, best = int(state["epoch"]) + 1, dict(state["best"])
-            log.info("train_wsol: resuming at epoch %d (best GT-known %.4f at epoch %d)", start,
-                     best["loc_gt_known"], best["epoch"])
+    if state is not None:
+        start, best = int(state["epoch"]) + 1, dict(state["best"])
+        log.info("train_wsol: resuming at epoch %d (best GT-known %.4f at epoch %d)", start, best["loc_gt_known"],
+                 best["epoch"])
     vit_m, cnn_m = WSOLForward(vit), WSOLForward(cnn)
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
