@@ -43,10 +43,9 @@ def save_png(path: str | os.PathLike, label: np.ndarray, palette: list[int] | No
     """Atomic single-channel uint8 PNG (a palette PNG when ``palette`` is given)."""
     from PIL import Image
 
-    im = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="L" if palette is None else None)
+    im = Image.fromarray(np.asarray(label, dtype=np.uint8))
     if palette is not None:
-        im = im.convert("P") if im.mode != "P" else im
-        im.putpalette(palette)
+        im.putpalette(palette)  # L → P, indices unchanged
     atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
 
 

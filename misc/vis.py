@@ -1,16 +1,13 @@
 """PNGs a person looks at: CAM overlays, coloured label maps, side-by-side panels."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from misc.imutils import VOC_CLASS_NAMES, colorize_label
-
-log = logging.getLogger(__name__)
+from misc.imutils import colorize_label
 
 
 def heatmap(cam: np.ndarray) -> np.ndarray:
@@ -58,8 +55,6 @@ def save_cam_overlays(voc, ids: Sequence[str], cam_dir: str | Path, out_dir: str
         img = read_image(voc.image_path(img_id), img_id)
         panels = [img] + [overlay(img, c) for c in cam["high_res"]]
         save_rgb(Path(out_dir) / f"{img_id}.png", hstack(panels))
-        names = [VOC_CLASS_NAMES[int(k)] for k in cam["keys"]]
-        log.debug("cam overlay %s: %s", img_id, names)
 
 
 def save_label_panels(voc, ids: Sequence[str], label_dirs: Sequence[str | Path], out_dir: str | Path,

@@ -53,9 +53,9 @@ class DeepLabLogitsTask(PerImageTask):
         self.model = load_deeplab(self.args, device)
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import deeplab_eval_dataset
+        from voc12.deeplab_data import read_image_bgr, subtract_mean
 
-        return deeplab_eval_dataset([img_id], self.voc.root)[0]["img"]
+        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.voc.image_path(img_id))).transpose(2, 0, 1))
 
     def process(self, img_id: str, img) -> None:
         x = torch.as_tensor(np.asarray(img))[None].to(self.device)

@@ -37,16 +37,16 @@ def draw_box(img: np.ndarray, box, color) -> None:
     img[y1:y2 + 1, x1] = img[y1:y2 + 1, x2] = color
 
 
-def save_wsol_pictures(meta, records, ids, cams_gt, out_dir: Path, size: int) -> None:
-    from cub.dataset import box_to_crop_frame, load_image_rgb
+def save_wsol_pictures(meta, records, ids, cams_gt, gt_boxes, out_dir: Path, size: int) -> None:
+    """CAM overlay of the GT class with the GT box (green) and the GT-class CAM's box (red), in the size² frame."""
+    from cub.dataset import load_image_rgb
     from misc.vis import overlay, save_rgb
     from misc.wsol_metrics import resize_cam
 
-    for img_id, rec, cam in zip(ids, records, cams_gt):
+    for img_id, rec, cam, gt_box in zip(ids, records, cams_gt, gt_boxes):
         image = np.asarray(load_image_rgb(meta, img_id).resize((size, size)))
-        cam_up = resize_cam(cam, size)
-        pic = overlay(image, cam_up)
-        draw_box(pic, box_to_crop_frame(meta.boxes[img_id], load_image_rgb(meta, img_id).size, size), (0, 255, 0))
+        pic = overlay(image, resize_cam(cam, size))
+        draw_box(pic, gt_box, (0, 255, 0))
         draw_box(pic, rec["gtk_box"], (255, 0, 0))
         save_rgb(out_dir / f"{img_id}.png", pic)
 
@@ -71,7 +71,7 @@ def run(args) -> dict:
     meter = WSOLMeter(cam_thr=args.wsol_cam_thr, size=args.wsol_image_size, box_rule=args.wsol_box_rule,
                       topk=min(5, args.wsol_num_classes))
     boxacc = MaxBoxAccMeter(size=args.wsol_image_size)
-    all_boxes, shown_cams, shown_ids = [], [], []
+    all_boxes, shown_cams, shown_ids, shown_boxes = [], [], [], []
     with torch.no_grad():
         for pack in loader:
             with autocast(device, args.amp):
@@ -86,6 +86,7 @@ def run(args) -> dict:
                 if len(shown_ids) < args.vis_num:
                     shown_ids.append(name)
                     shown_cams.append(gt_cams[i].numpy())
+                    shown_boxes.append(np.asarray(pack["box"][i]))
     summary = meter.summary()
     box_summary = boxacc.summary()
     baseline = whole_image_gt_known(np.concatenate(all_boxes), args.wsol_image_size)
@@ -96,6 +97,6 @@ def run(args) -> dict:
              summary["loc_top1"], summary["loc_top5"], summary["loc_gt_known"], box_summary["maxboxacc"], baseline,
              summary["n_images"])
     update_metrics(args.result_dir, "eval_wsol", metrics)
-    save_wsol_pictures(meta, meter.records[: len(shown_ids)], shown_ids, shown_cams,
+    save_wsol_pictures(meta, meter.records[: len(shown_ids)], shown_ids, shown_cams, shown_boxes,
                        Path(args.result_dir) / "vis" / "wsol", args.wsol_image_size)
     return metrics

@@ -15,6 +15,7 @@ import torch
 from misc.imutils import voc_palette
 from misc.results import atomic_write, save_png
 from misc.runner import inference_devices, run_per_image
+from step._models import autocast
 from step.eval_deeplab import DeepLabLogitsTask, probs_from_logits
 from voc12.dataloader import open_voc
 
@@ -25,25 +26,21 @@ SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
 class TestExportTask(DeepLabLogitsTask):
     name = "export_deeplab_test"
 
-    def __init__(self, args, voc, out_dir: Path) -> None:
-        super().__init__(args, voc, out_dir)
-
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.png"
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr
+        """(mean-subtracted CHW input, the BGR uint8 image for the CRF guide) from one read of the file."""
+        from voc12.deeplab_data import read_image_bgr, subtract_mean
 
-        img = super().load(img_id)
-        return img, read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8)
+        bgr = read_image_bgr(self.voc.image_path(img_id))
+        return np.ascontiguousarray(subtract_mean(bgr).transpose(2, 0, 1)), bgr.astype(np.uint8)
 
     def process(self, img_id: str, inputs) -> None:
         from misc.crf import crf_inference_softmax, deeplab_crf_guide
 
         img, bgr = inputs
         x = torch.as_tensor(np.asarray(img))[None].to(self.device)
-        from step._models import autocast
-
         with autocast(self.device, self.args.amp):
             logits = self.model(x)[0].float().cpu().numpy()
         probs = probs_from_logits({"logits": logits, "size": np.asarray(img.shape[1:])})

@@ -41,10 +41,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def freeze_cnn_lower_stages(model) -> None:
     """conv1..layer2 of the CNN branch never get a gradient (detach); mark them so DDP needs no unused-param search."""
     b = model.backbone
