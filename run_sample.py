@@ -57,7 +57,7 @@ DEMO_CUB_DIR = "data/demo_cub/CUB_200_2011"
 PRESETS: dict[str, dict] = {
     "demo": dict(
         no_pretrained=True, num_workers=2,
-        demo_num_train=120, demo_num_val=40, demo_num_extra=360, demo_num_test=8, demo_image_size=(72, 96),
+        demo_num_train=120, demo_num_val=40, demo_num_extra=360, demo_num_test=8, demo_image_size=(128, 176),
         vit_embed_dim=64, vit_depth=4, vit_num_heads=2, vit_patch_size=8, vit_tile_size=64, vit_num_passes=3,
         cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=20, cam_optimizer="adamw", cam_learning_rate=1e-3,
         cam_resize_long=(64, 112), cam_crop_size=64, cam_scales=(1.0, 0.5, 1.5),

@@ -232,10 +232,15 @@ def propagate_to_edge_dense(
 
 
 def upsample_and_normalise(rw: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
-    """rw (C, 1, h, w) → bilinear ×4 (align_corners=False), cropped to (H, W), / global max → (C, H, W)."""
+    """rw (C, 1, h, w) → bilinear ×4 (align_corners=False), cropped to (H, W), / global max → (C, H, W).
+
+    All-zero maps (every class's CAM was zero) stay zero: the original divides 0 by 0, and the NaNs win the
+    argmax, labelling the whole image with the first class; here such an image becomes background.
+    """
     height, width = int(image_size[0]), int(image_size[1])
     up = F.interpolate(rw, scale_factor=4, mode="bilinear", align_corners=False)[:, 0, :height, :width]
-    return up / torch.max(up)
+    peak = torch.max(up)
+    return up / peak if peak > 0 else up
 
 
 def sem_seg_from_cams(

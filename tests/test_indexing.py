@@ -179,3 +179,13 @@ def test_upsample_and_normalise_global_max():
     up = upsample_and_normalise(rw, (15, 18))
     assert up.shape == (3, 15, 18)
     assert torch.isclose(up.max(), torch.tensor(1.0))
+
+
+def test_all_zero_cams_give_background_not_nan():
+    """The original divides 0 by 0 here and the NaNs label the whole image with the first class."""
+    rw = torch.zeros(2, 1, 4, 5)
+    up = upsample_and_normalise(rw, (15, 18))
+    assert torch.equal(up, torch.zeros(2, 15, 18))
+    edge = torch.full((1, 6, 8), 0.2)
+    label = sem_seg_from_cams(torch.zeros(2, 6, 8), np.array([3, 11]), edge, (22, 30), bg_thres=0.25)
+    assert label.shape == (22, 30) and not label.any()
