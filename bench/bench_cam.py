@@ -109,28 +109,15 @@ def _explicit_cam_pair(model, pair):
     """Original-style CAM of an [img, flip] pair, for a same-conditions speed comparison: explicit (N,heads,L,L)
     attention matrices of all block calls kept, stacked, head-mean, layer sum, merge, crop, ReLU, flip fusion."""
     import torch
-    import torch.nn.functional as F
+
+    from net.deit_cam import encode_explicit
 
     h, w = pair.shape[-2:]
     x = model.pad_for_cam(pair)
     tiles, num_h, num_w = model.tile(x)
     n = tiles.shape[0]
-    z = model.patch_embed(tiles)
-    z = torch.cat([model.cls_token.expand(n, -1, -1), z], 1) + model.pos_embed
-    attns = []
-    for _ in range(model.num_passes):
-        y = z
-        for blk in model.blocks:
-            a = blk.attn
-            t = blk.norm1(y)
-            b, length, d = t.shape
-            q, k, v = a.qkv(t).reshape(b, length, 3, a.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-            attn = ((q @ k.transpose(-2, -1)) * a.scale).softmax(-1)
-            attns.append(attn)
-            y = y + a.proj((attn @ v).transpose(1, 2).reshape(b, length, d))
-            y = y + blk.mlp(blk.norm2(y))
-        z = z + y
-    scores = model.head_map(model.norm(z)[:, 1:])
+    tokens, attns = encode_explicit(model, tiles)
+    scores = model.head_map(tokens)
     weights = torch.stack(attns).mean(2).sum(0)[:, 0, 1:].reshape(n, 1, model.grid, model.grid)
     cams = model.merge(weights * scores, num_h, num_w, 2)
     cams = torch.relu(cams[:, :, :-(-h // model.patch_size), :-(-w // model.patch_size)])

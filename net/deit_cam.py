@@ -265,6 +265,31 @@ class DeiTCAM(nn.Module):
         return gap2d(scores), torch.relu(cams)
 
 
+def encode_explicit(model: DeiTCAM, tiles: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The original's way of running the encoder, for tests and speed comparisons (not used by the steps).
+
+    Tiles (N,3,t,t) → (patch tokens after the final LN (N,g²,D), every block call's full attention matrix
+    (N, heads, L, L), explicit softmax, num_passes × depth of them). Same result as :meth:`DeiTCAM.encode`.
+    """
+    n = tiles.shape[0]
+    z = model.patch_embed(tiles)
+    z = torch.cat([model.cls_token.expand(n, -1, -1), z], 1) + model.pos_embed
+    attns = []
+    for _ in range(model.num_passes):
+        y = z
+        for blk in model.blocks:
+            a = blk.attn
+            h = blk.norm1(y)
+            b, length, d = h.shape
+            q, k, v = a.qkv(h).reshape(b, length, 3, a.num_heads, d // a.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+            attn = ((q @ k.transpose(-2, -1)) * a.scale).softmax(-1)
+            attns.append(attn)
+            y = y + a.proj((attn @ v).transpose(1, 2).reshape(b, length, d))
+            y = y + blk.mlp(blk.norm2(y))
+        z = z + y if model.outer_residual else y
+    return model.norm(z)[:, 1:], attns
+
+
 def fuse_flip_pair(cams: torch.Tensor) -> torch.Tensor:
     """Original pair interface: CAMs of [img, horizontally flipped img] (2,C,h,w) → cams[0] + flip_W(cams[1]) (C,h,w)."""
     if cams.shape[0] != 2:

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from net.deit_cam import DeiTCAM, deit_cam_small, fuse_flip_pair, load_deit_imagenet
+from net.deit_cam import DeiTCAM, deit_cam_small, encode_explicit, fuse_flip_pair, load_deit_imagenet
 
 TILE, PATCH = 64, 16  # tiny geometry: 4x4 token grid, tiles at stride 32
 
@@ -23,28 +23,6 @@ def tiny(**kw) -> DeiTCAM:
 
 
 # ------------------------------------------------------------------ explicit reference (SPEC §3.2, loop style)
-def ref_encode(model: DeiTCAM, tiles: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Patch tokens and every block call's full attention matrix (N, heads, L, L), explicit softmax."""
-    n = tiles.shape[0]
-    z = model.patch_embed.proj(tiles).flatten(2).transpose(1, 2)
-    z = torch.cat([model.cls_token.expand(n, -1, -1), z], 1) + model.pos_embed
-    attns = []
-    for _ in range(model.num_passes):
-        y = z
-        for blk in model.blocks:
-            a = blk.attn
-            h = blk.norm1(y)
-            b, length, d = h.shape
-            qkv = a.qkv(h).reshape(b, length, 3, a.num_heads, d // a.num_heads).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            attn = ((q @ k.transpose(-2, -1)) * a.scale).softmax(-1)
-            attns.append(attn)
-            y = y + a.proj((attn @ v).transpose(1, 2).reshape(b, length, d))
-            y = y + blk.mlp(blk.norm2(y))
-        z = z + y if model.outer_residual else y
-    return model.norm(z)[:, 1:], attns
-
-
 def ref_tilling(x: torch.Tensor, t: int) -> tuple[torch.Tensor, int, int]:
     s = t // 2
     num_h, num_w = (x.shape[2] - t) // s + 1, (x.shape[3] - t) // s + 1
@@ -73,7 +51,7 @@ def ref_head(model: DeiTCAM, tokens: torch.Tensor) -> torch.Tensor:
 
 def ref_train_forward(model: DeiTCAM, x: torch.Tensor) -> torch.Tensor:
     tiles, nh, nw = ref_tilling(x, model.tile_size)
-    tokens, _ = ref_encode(model, tiles)
+    tokens, _ = encode_explicit(model, tiles)
     return ref_merging(ref_head(model, tokens), nh, nw, x.shape[0])
 
 
@@ -84,7 +62,7 @@ def ref_cam_pair(model: DeiTCAM, pair: torch.Tensor) -> torch.Tensor:
     hp, wp = max((h // s + 1) * s, t), max((w // s + 1) * s, t)
     x = torch.nn.functional.pad(pair, (0, wp - w, 0, hp - h))
     tiles, nh, nw = ref_tilling(x, t)
-    tokens, attns = ref_encode(model, tiles)
+    tokens, attns = encode_explicit(model, tiles)
     depth = len(model.blocks)
     per_layer = [sum(attns[layer + depth * k] for k in range(model.num_passes)) for layer in range(depth)]
     weights = torch.stack(per_layer).mean(2).sum(0)[:, 0, 1:]  # (N, L-1)
@@ -167,7 +145,7 @@ def test_cub_single_pass_mode() -> None:
     model.eval()
     with torch.no_grad():
         logits_eval, cams = model.forward_wsol(x)
-        tokens, attns = ref_encode(model, x)
+        tokens, attns = encode_explicit(model, x)
         ref_scores = ref_head(model, tokens)
         weights = torch.stack(attns).mean(2).sum(0)[:, 0, 1:].reshape(3, 1, 4, 4)
     torch.testing.assert_close(logits_eval, ref_scores.mean((2, 3)), rtol=1e-4, atol=1e-5)
