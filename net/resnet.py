@@ -157,4 +157,5 @@ def load_resnet_imagenet(model: ResNet, depth: int, source: str | None, flag: st
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     model.load_state_dict(state, strict=True)
-    log.info("loaded ImageNet ResNet-%d weights (%d tensors)", depth, len(state))
+    log.info("loaded ResNet-%d backbone weights from %s (%d tensors)", depth, source or f"resnet{depth}.tv_in1k",
+             len(state))
