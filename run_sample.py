@@ -98,6 +98,16 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
 
 
+def amp_mode(value: str) -> str:
+    """off / bf16 / fp16; the booleans of earlier versions map to off / bf16."""
+    v = str(value).strip().lower()
+    if v in ("off", "bf16", "fp16"):
+        return v
+    if v in _TRUE | _FALSE:
+        return "bf16" if v in _TRUE else "off"
+    raise argparse.ArgumentTypeError(f"expected off, bf16 or fp16, got {value!r}")
+
+
 def float_list(value: str) -> tuple[float, ...]:
     """``"1.0,0.5"`` or ``"(1.0, 0.5)"`` → (1.0, 0.5)."""
     parts = [p for p in str(value).replace("(", " ").replace(")", " ").replace(",", " ").split() if p]
@@ -130,7 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and steps; write nothing")
     g.add_argument("--work_dir", default=".", help="relative sess/, result/, log and data paths resolve here")
     g.add_argument("--device", default="auto", help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
-    g.add_argument("--amp", type=str2bool, default=False, help="bf16 autocast on GPU for training and inference")
+    g.add_argument("--amp", type=amp_mode, default="off",
+                   help="mixed precision on GPU: off, bf16 (Ampere and newer) or fp16 (with a gradient scaler, e.g. "
+                        "the paper's RTX 2080 Ti); true = bf16")
+    g.add_argument("--tf32", type=str2bool, default=True,
+                   help="TF32 matmuls/convolutions on Ampere+ GPUs (no effect on the CPU)")
+    g.add_argument("--nproc", type=int, default=None,
+                   help="processes of the plain launch (default: every visible GPU, 1 on the CPU); with --device cpu "
+                        "N>1 runs N gloo processes, a rehearsal of the multi-GPU path")
     g.add_argument("--overwrite", type=str2bool, default=False, help="redo per-image outputs that already exist")
     g.add_argument("--shard", default=None, help="K/N: per-image steps take every N-th id from the K-th")
     g.add_argument("--seed", type=int, default=0)
@@ -145,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train_list", default="voc12/train_aug.txt", help="list file or split name")
     g.add_argument("--val_list", default="voc12/val.txt")
     g.add_argument("--infer_list", default="voc12/train.txt",
-                   help="voc12/train_aug.txt to make the 10,582 DeepLab labels")
+                   help="images whose pseudo masks eval_sem_seg scores (and IRNet's mean shift is estimated on)")
     g.add_argument("--test_list", default="voc12/test.txt")
     g.add_argument("--chainer_eval_set", default="train")
 
@@ -217,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deeplabv1_resnet101-coco.pth (the paper's COCO init), a torchvision ResNet file, or a timm "
                         "name (default resnet101.tv_in1k, ImageNet)")
     g.add_argument("--deeplab_label_dir", default=None, help="pseudo masks to train on (default --sem_seg_out_dir)")
+    g.add_argument("--deeplab_train_list", default="voc12/train_aug.txt",
+                   help="images DeepLab trains on (the paper: train_aug, 10,582); make_sem_seg_labels also writes "
+                        "their masks")
     g.add_argument("--allow_gt_training", type=str2bool, default=False,
                    help="allow training DeepLab on a ground-truth folder (not weakly supervised!)")
     g.add_argument("--deeplab_iters", type=int, default=20000)
@@ -353,8 +373,11 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from misc.log import StepTimer
     from misc.results import write_json
 
+    from misc.results import prune_stale_metrics
+
     steps = planned_steps(args)
     rank = int(os.environ.get("RANK", "0"))
+    os.environ["CRT_TF32"] = "1" if args.tf32 else "0"
     if under_torchrun():
         from misc.distributed import init_from_env
 
@@ -366,7 +389,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             prepare_demo_data(args)
         write_json(Path(args.result_dir) / "config.json", vars(args))
         log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
-    barrier()
+        prepare_shared_state(args, [m for _, m in steps])
+    barrier()  # shared state (index, held-out list) exists before any other process reads it
     timings: dict[str, float] = {}
     for _, module_name in steps:
         module = importlib.import_module(module_name)
@@ -377,7 +401,29 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         barrier()
     if rank == 0:
         write_json(Path(args.result_dir) / "timings.json", timings)
+        prune_stale_metrics(args.result_dir)
     return timings
+
+
+def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> None:
+    """Once, in one process, before any step: the dataset index (or CUB held-out list) every process reads, and
+    the check of every pretrained source the planned training steps load (a missing file or an unreachable name
+    fails now, not hours later)."""
+    if args.dataset == "cub":
+        if any(m in modules for m in ("step.train_wsol", "step.eval_wsol")):
+            from cub.dataset import CUBMetadata, load_or_make_heldout
+
+            load_or_make_heldout(CUBMetadata.load(args.cub_root), Path(args.wsol_out_dir) / "heldout_ids.txt",
+                                 args.wsol_heldout_per_class)
+    elif modules:
+        from voc12.dataloader import open_voc
+
+        open_voc(args.voc12_root, args.list_cache_dir)
+    training = [m for m in modules if m in TRAIN_STEPS]
+    if training and not args.no_pretrained:
+        from misc.preflight import check_pretrained_sources
+
+        check_pretrained_sources(args, training)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -143,3 +143,25 @@ def affinity_labels_from_indices(
     fg_pos = (pos & (label_from > 0)).astype(np.float32)
     neg = (~equal & valid).astype(np.float32)
     return bg_pos, fg_pos, neg
+
+
+def affinity_labels_batch(
+    label_reduced: torch.Tensor, src_indices: torch.Tensor, dst_indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`affinity_labels_from_indices` for a batch, on the labels' device (train_irn builds the targets on the
+    GPU from the small label maps instead of shipping ~24 MB of targets per image through the loader).
+
+    label_reduced: (B, h, w) integer; src_indices (N,), dst_indices (D, N) long. Returns float32 (B, D, N) each.
+    """
+    flat = label_reduced.reshape(label_reduced.shape[0], -1).long()
+    src = src_indices.to(flat.device).long()
+    dst = dst_indices.to(flat.device).long()
+    label_from = flat[:, src].unsqueeze(1)
+    label_to = flat[:, dst.reshape(-1)].view(flat.shape[0], *dst.shape)
+    valid = (label_from < 21) & (label_to < 21)
+    equal = label_from == label_to
+    pos = equal & valid
+    bg_pos = (pos & (label_from == 0)).float()
+    fg_pos = (pos & (label_from > 0)).float()
+    neg = (~equal & valid).float()
+    return bg_pos, fg_pos, neg

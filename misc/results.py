@@ -12,14 +12,25 @@ from typing import Any, Callable
 import numpy as np
 
 
+def _file_mode() -> int:
+    """0o666 minus the process umask: the mode a plain ``open(path, "w")`` would give (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it into place."""
+    """Call ``write(tmp_path)`` on a uniquely named temp file beside ``path``, then rename it into place.
+
+    Concurrent writers of the same path never share a temp file; the result honours the umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -72,10 +83,46 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
-def update_metrics(result_dir: str | os.PathLike, key: str, values: dict) -> dict:
-    """Set ``metrics[key] = values`` in ``<result_dir>/metrics.json`` (other keys kept); returns the whole dict."""
+def update_metrics(result_dir: str | os.PathLike, key: str, values: dict,
+                   inputs: list[str] | None = None) -> dict:
+    """Set ``metrics[key] = values`` in ``<result_dir>/metrics.json`` (other keys kept); returns the whole dict.
+
+    ``inputs``: the artefacts (files, folders) the values were computed from; their identities are recorded, so
+    that :func:`prune_stale_metrics` can drop the entry once an input changes. Every entry is also appended to
+    ``metrics_history.jsonl`` with the time, so earlier runs' numbers stay on record.
+    """
+    import time
+
+    from misc.fingerprint import identity
+
     path = Path(result_dir) / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
-    metrics[key] = to_jsonable(values)
+    entry = to_jsonable(values)
+    if inputs is not None:
+        entry["inputs"] = {p: identity(p) for p in inputs}
+    metrics[key] = entry
     write_json(path, metrics)
+    with open(Path(result_dir) / "metrics_history.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "step": key, **entry}) + "\n")
     return metrics
+
+
+def prune_stale_metrics(result_dir: str | os.PathLike) -> list[str]:
+    """Drop from ``metrics.json`` every entry whose recorded inputs changed since (they describe outputs that no
+    longer exist: e.g. eval_cam of CAMs that make_cam has since recomputed); returns the dropped keys."""
+    import logging
+
+    from misc.fingerprint import identity
+
+    path = Path(result_dir) / "metrics.json"
+    if not path.is_file():
+        return []
+    metrics = json.loads(path.read_text())
+    stale = [k for k, v in metrics.items() if isinstance(v, dict) and
+             any(identity(p) != ident for p, ident in v.get("inputs", {}).items())]
+    if stale:
+        logging.getLogger(__name__).warning(
+            "metrics.json: dropped %s (computed from inputs that have changed since; still in metrics_history.jsonl)",
+            ", ".join(stale))
+        write_json(path, {k: v for k, v in metrics.items() if k not in stale})
+    return stale

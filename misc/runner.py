@@ -1,9 +1,11 @@
 """The one per-image runner behind make_cam, cam_to_ir_label, make_sem_seg_labels and make_ins_seg_labels.
 
-A step supplies a :class:`PerImageTask` (where an id's output goes, how to load its inputs, how to compute and write
-it). The runner takes care of the rest: the id list and ``--shard K/N``, skipping ids already done (unless
-``overwrite``), the split over GPUs (one process per device) or CPU processes, a progress bar, and an error that
-names the id when one image fails. Tasks write their outputs atomically (``misc.results``), so an interrupted run
+A step supplies a :class:`PerImageTask` (where an id's output goes, what shapes it, how to load its inputs, how to
+compute and write it). The runner takes care of the rest: the id list and ``--shard K/N``, the output folder's
+manifest (outputs of another configuration are removed before any new one is written: see
+:func:`misc.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``), the split over
+GPUs (one process per device) or CPU processes, a progress bar, and an error that names the id when one image
+fails. Tasks write their outputs atomically (``misc.results``), so an interrupted run
 leaves no half-written file and a rerun completes whatever is missing.
 """
 from __future__ import annotations
@@ -23,9 +25,16 @@ log = logging.getLogger(__name__)
 
 
 class PerImageTask:
-    """Override ``output_path``, ``load`` and ``process``; ``setup`` runs once per worker (e.g. builds the model)."""
+    """Override ``output_path``, ``config``, ``load`` and ``process``; ``setup`` runs once per worker (e.g. builds
+    the model). ``out_dir`` holds the outputs (files ending in ``suffix``) and their manifest."""
 
     name = "task"
+    suffix = ".npz"
+    out_dir: Path
+
+    def config(self) -> dict | None:
+        """What shapes the outputs (flags, input identities), recorded in the folder's manifest; None: unrecorded."""
+        return None
 
     def output_path(self, img_id: str) -> Path:
         raise NotImplementedError
@@ -126,14 +135,27 @@ def run_per_image(
     ``split_ranks``: under torchrun, each rank takes every WORLD_SIZE-th id on its own GPU (False: this process does
     all of them, e.g. inside a step that runs on rank 0 only).
     """
+    from misc.distributed import barrier, process_rank
+
     t0 = time.perf_counter()
     k, n = parse_shard(shard)
     ids = list(ids)[k::n]
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and split_ranks:  # under torchrun every rank takes its own share on its own GPU
-        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = process_rank()
+    config = task.config()
+    if config is not None and (rank == 0 or not split_ranks):
+        from misc.fingerprint import prepare_output_dir
+
+        # a shard never clears the folder for --overwrite (other shards' outputs live there): it redoes its own ids
+        prepare_output_dir(task.out_dir, task.name, config, (task.suffix,), overwrite=overwrite and n == 1)
+    if world > 1 and split_ranks:  # under torchrun every rank takes its own share on its own GPU (or the CPU)
+        barrier()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         ids = ids[rank::world]
-        devices = [f"cuda:{local_rank}"] if torch.cuda.is_available() else ["cpu"]
+        if any(str(d).startswith("cuda") for d in devices):
+            devices = [f"cuda:{local_rank}"]
+        else:
+            devices, processes = ["cpu"], max(1, processes // local_world)
     todo = ids if overwrite else [i for i in ids if not task.output_path(i).exists()]
     skipped = len(ids) - len(todo)
     if skipped:
@@ -163,3 +185,10 @@ def inference_devices(device_arg: str) -> list[str]:
     if device_arg == "auto":
         return ["cpu"]
     return [device_arg]
+
+
+def device_workers(args) -> dict:
+    """``run_per_image`` keywords for a model step: every visible GPU, or ``--nproc`` CPU processes."""
+    devices = inference_devices(args.device)
+    processes = max(1, getattr(args, "nproc", None) or 1) if devices == ["cpu"] else 1
+    return {"devices": devices, "processes": processes, "loader_workers": min(2, args.num_workers)}

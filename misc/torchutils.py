@@ -1,6 +1,7 @@
 """Optimiser and pooling helpers shared by the training steps (SPEC §3.6)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterable
 
 import torch
@@ -78,3 +79,11 @@ def gap2d(x: torch.Tensor, keepdims: bool = False) -> torch.Tensor:
     """Global average pooling over H×W: (B,C,H,W) → (B,C) (or (B,C,1,1) with ``keepdims``)."""
     out = x.reshape(x.size(0), x.size(1), -1).mean(-1)
     return out.reshape(x.size(0), x.size(1), 1, 1) if keepdims else out
+
+
+def autocast(device: torch.device, amp: str | bool):
+    """Autocast context of ``--amp`` (``off``/``bf16``/``fp16``; ``True`` = bf16) on CUDA; a no-op elsewhere."""
+    mode = {True: "bf16", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
+    if device.type == "cuda" and mode in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+    return contextlib.nullcontext()

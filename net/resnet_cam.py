@@ -86,3 +86,12 @@ def resnet_cam_voc(depth: int = 152, num_classes: int = 20) -> ResNetCAM:
 def resnet_cam_cub(depth: int = 50, num_classes: int = 200) -> ResNetCAM:
     """CUB CNN branch: ResNet-50, 200 classes; use ``forward_wsol``."""
     return ResNetCAM(depth=depth, num_classes=num_classes)
+
+
+def freeze_lower_stages(model: ResNetCAM) -> None:
+    """conv1..layer2 of a CAM branch never get a gradient (the original detaches them); marking them frozen spares
+    DDP the search for unused parameters."""
+    b = model.backbone
+    for m in (b.conv1, b.bn1, b.layer1, b.layer2):
+        for p in m.parameters():
+            p.requires_grad_(False)

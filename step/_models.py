@@ -33,17 +33,6 @@ def build_cnn_branch(args, pretrained: bool):
     return model
 
 
-def autocast(device, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled``; a no-op context elsewhere."""
-    import contextlib
-
-    import torch
-
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def load_edge_displacement(args, device):
     """The trained IRNet (``--irn_weights_name``) as the inference wrapper: [img, flip] → (edge, displacement)."""
     from pathlib import Path

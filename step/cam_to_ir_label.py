@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from misc.fingerprint import identity
 from misc.ir_label import make_ir_label
 from misc.results import load_npz, save_png
 from misc.runner import PerImageTask, run_per_image
@@ -15,6 +16,7 @@ from voc12.dataloader import open_voc, read_image
 
 class IRLabelTask(PerImageTask):
     name = "cam_to_ir_label"
+    suffix = ".png"
 
     def __init__(self, args, voc) -> None:
         self.voc, self.cam_dir, self.out_dir = voc, Path(args.cam_out_dir), Path(args.ir_label_out_dir)
@@ -22,6 +24,10 @@ class IRLabelTask(PerImageTask):
 
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.png"
+
+    def config(self) -> dict:
+        return {"voc12_root": str(self.voc.root), "cams": identity(self.cam_dir), "conf_fg_thres": self.fg_thres,
+                "conf_bg_thres": self.bg_thres}
 
     def load(self, img_id: str):
         cam_path = self.cam_dir / f"{img_id}.npz"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -33,15 +33,21 @@ def load_cam(cam_dir: str | Path, img_id: str) -> dict[str, np.ndarray]:
     return load_npz(path)
 
 
-def evaluate_seeds(cams: Sequence[dict], gts: Sequence[np.ndarray], thresholds: Sequence[float]) -> dict[float, dict]:
-    """{threshold: {'iou', 'miou', 'confusion'}} for each background threshold."""
+def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: Sequence[float]) -> dict[float, dict]:
+    """{threshold: {'iou', 'miou', 'confusion'}} for each background threshold.
+
+    Streams: ``cams`` and ``gts`` are read once, pairwise (generators are fine), into one confusion per threshold,
+    so train_aug's CAMs never sit in memory together.
+    """
+    meters = {float(t): ConfusionMeter() for t in thresholds}
+    for cam, gt in zip(cams, gts, strict=True):
+        gt = gt_to_chainer(gt)
+        for t, meter in meters.items():
+            meter.add(cam_to_seed(cam["high_res"], cam["keys"], t), gt)
     out = {}
-    for t in thresholds:
-        meter = ConfusionMeter()
-        for cam, gt in zip(cams, gts, strict=True):
-            meter.add(cam_to_seed(cam["high_res"], cam["keys"], t), gt_to_chainer(gt))
+    for t, meter in meters.items():
         iou = iou_from_confusion(meter.confusion)
-        out[float(t)] = {"iou": iou, "miou": miou(iou), "confusion": meter.confusion}
+        out[t] = {"iou": iou, "miou": miou(iou), "confusion": meter.confusion}
     return out
 
 
@@ -49,8 +55,12 @@ def run(args) -> dict:
     root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
     voc = open_voc(root, args.list_cache_dir)
     ids = voc.ids(args.chainer_eval_set)
-    cams = [load_cam(args.cam_out_dir, i) for i in ids]
-    gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids]
+    missing = [i for i in ids if not (Path(args.cam_out_dir) / f"{i}.npz").is_file()]
+    if missing:
+        raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
+                                "make_cam writes them for --train_list, which must cover --chainer_eval_set")
+    cams = (load_cam(args.cam_out_dir, i) for i in ids)
+    gts = (read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids)
     thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
     results = evaluate_seeds(cams, gts, thresholds)
     main = results[float(args.cam_eval_thres)]
@@ -65,7 +75,7 @@ def run(args) -> dict:
         "sweep": {f"{t:.2f}": r["miou"] for t, r in results.items()},
         "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
     }
-    update_metrics(args.result_dir, "eval_cam", metrics)
+    update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
     from misc.vis import save_cam_overlays
 
     save_cam_overlays(voc, ids[: args.vis_num], args.cam_out_dir, Path(args.result_dir) / "vis" / "cam")

@@ -17,8 +17,9 @@ import torch
 from misc.imutils import voc_palette
 from misc.metrics import deeplab_scores
 from misc.results import load_npz, save_npz, save_png, update_metrics
-from misc.runner import PerImageTask, inference_devices, run_per_image
-from step._models import autocast
+from misc.fingerprint import identity, prepare_output_dir
+from misc.runner import PerImageTask, device_workers, run_per_image
+from misc.torchutils import autocast
 from voc12.dataloader import check_voc_root, open_voc, read_label_png
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ class DeepLabLogitsTask(PerImageTask):
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.npz"
 
+    def config(self) -> dict:
+        from step.train_deeplab import deeplab_arch
+
+        return {"voc12_root": str(self.voc.root), "weights": identity(self.args.deeplab_weights_name),
+                "arch": deeplab_arch(self.args), "amp": self.args.amp, **self.own_config()}
+
+    def own_config(self) -> dict:
+        return {}
+
     def setup(self, device: torch.device) -> None:
         self.device = device
         self.model = load_deeplab(self.args, device)
@@ -75,12 +85,16 @@ class CRFTask(PerImageTask):
     """Logits → softmax → dense CRF → label PNG (CPU)."""
 
     name = "deeplab_crf"
+    suffix = ".png"
 
     def __init__(self, voc, logits_dir: Path, out_dir: Path, guide: str) -> None:
         self.voc, self.logits_dir, self.out_dir, self.guide = voc, Path(logits_dir), Path(out_dir), guide
 
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.png"
+
+    def config(self) -> dict:
+        return {"logits": identity(self.logits_dir), "guide": self.guide}
 
     def load(self, img_id: str):
         from voc12.deeplab_data import read_image_bgr
@@ -97,7 +111,9 @@ class CRFTask(PerImageTask):
         save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=voc_palette())
 
 
-def predictions_without_crf(ids, logits_dir: Path, out_dir: Path) -> None:
+def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: bool = False) -> None:
+    """Argmax of the upsampled logits → ``out_dir/<id>.png``; the folder follows the logits' fingerprint."""
+    prepare_output_dir(out_dir, "deeplab_pred", {"logits": identity(logits_dir)}, (".png",), overwrite)
     for img_id in ids:
         path = out_dir / f"{img_id}.png"
         if not path.is_file():
@@ -118,9 +134,9 @@ def run(args) -> dict:
     ids = voc.ids(args.val_list)
     out = Path(args.deeplab_out_dir)
     logits_dir, pred_dir, crf_dir = out / "val_logits", out / "val_pred", out / "val_crf"
-    run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, devices=inference_devices(args.device),
-                  overwrite=args.overwrite, loader_workers=min(2, args.num_workers), split_ranks=False)
-    predictions_without_crf(ids, logits_dir, pred_dir)
+    run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
+                  **device_workers(args))
+    predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite)
     gt_dir = root / "SegmentationClass"
     metrics = {"no_crf": score_folder(ids, pred_dir, gt_dir), "val_list": args.val_list, "num_images": len(ids)}
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
@@ -130,7 +146,7 @@ def run(args) -> dict:
         metrics["crf"] = score_folder(ids, crf_dir, gt_dir)
         metrics["crf_guide"] = args.deeplab_crf_guide
         log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
-    update_metrics(args.result_dir, "eval_deeplab", metrics)
+    update_metrics(args.result_dir, "eval_deeplab", metrics, inputs=[args.deeplab_weights_name])
     from misc.vis import save_label_panels
 
     shown = crf_dir if args.deeplab_crf else pred_dir

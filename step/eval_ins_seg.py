@@ -36,5 +36,5 @@ def run(args) -> dict:
     log.info("eval_ins_seg: 0.5iou: mAP %.4f (%d images of %s)", r["map"], len(ids), args.chainer_eval_set)
     ap = {VOC_CLASS_NAMES[c]: v for c, v in enumerate(r["ap"][: len(VOC_CLASS_NAMES)])}
     metrics = {"map_0.5": r["map"], "ap_0.5": ap, "eval_set": args.chainer_eval_set, "num_images": len(ids)}
-    update_metrics(args.result_dir, "eval_ins_seg", metrics)
+    update_metrics(args.result_dir, "eval_ins_seg", metrics, inputs=[args.ins_seg_out_dir])
     return metrics

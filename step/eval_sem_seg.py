@@ -44,5 +44,5 @@ def run(args) -> dict:
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)
     metrics = {k: v for k, v in r.items() if k != "confusion"}
     metrics.update(eval_set=args.chainer_eval_set, num_images=len(ids))
-    update_metrics(args.result_dir, "eval_sem_seg", metrics)
+    update_metrics(args.result_dir, "eval_sem_seg", metrics, inputs=[args.sem_seg_out_dir])
     return metrics

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from misc.results import update_metrics
-from step._models import autocast
+from misc.torchutils import autocast
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def run(args) -> dict:
              "whole-image box GT-known %.4f (%d images)", summary["cls_top1"], summary["cls_top5"],
              summary["loc_top1"], summary["loc_top5"], summary["loc_gt_known"], box_summary["maxboxacc"], baseline,
              summary["n_images"])
-    update_metrics(args.result_dir, "eval_wsol", metrics)
+    update_metrics(args.result_dir, "eval_wsol", metrics, inputs=[args.wsol_weights_name])
     save_wsol_pictures(meta, meter.records[: len(shown_ids)], shown_ids, shown_cams, shown_boxes,
                        Path(args.result_dir) / "vis" / "wsol", args.wsol_image_size)
     return metrics

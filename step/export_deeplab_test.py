@@ -14,8 +14,9 @@ import torch
 
 from misc.imutils import voc_palette
 from misc.results import atomic_write, save_png
-from misc.runner import inference_devices, run_per_image
-from step._models import autocast
+from misc.distributed import barrier, is_main_process
+from misc.runner import device_workers, run_per_image
+from misc.torchutils import autocast
 from step.eval_deeplab import DeepLabLogitsTask, probs_from_logits
 from voc12.dataloader import open_voc
 
@@ -25,9 +26,13 @@ SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
 
 class TestExportTask(DeepLabLogitsTask):
     name = "export_deeplab_test"
+    suffix = ".png"
 
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.png"
+
+    def own_config(self) -> dict:
+        return {"crf": self.args.deeplab_crf, "crf_guide": self.args.deeplab_crf_guide}
 
     def load(self, img_id: str):
         """(mean-subtracted CHW input, the BGR uint8 image for the CRF guide) from one read of the file."""
@@ -60,13 +65,17 @@ def run(args) -> Path | None:
         return None
     out = Path(args.deeplab_out_dir)
     png_dir = out / SERVER_DIR
-    run_per_image(TestExportTask(args, voc, png_dir), ids, devices=inference_devices(args.device),
-                  overwrite=args.overwrite, shard=args.shard, loader_workers=min(2, args.num_workers))
+    run_per_image(TestExportTask(args, voc, png_dir), ids, overwrite=args.overwrite, shard=args.shard,
+                  **device_workers(args))
+    barrier()  # the archive holds every rank's PNGs
+    if not is_main_process():
+        return None
     archive = out / "voc2012_test_comp6.tar.gz"
 
     def write(tmp: str) -> None:
         with tarfile.open(tmp, "w:gz") as tar:
-            tar.add(out / "results", arcname="results")
+            tar.add(out / "results", arcname="results",
+                    filter=lambda info: None if Path(info.name).name.startswith(".") else info)  # no manifest
 
     atomic_write(archive, write)
     log.info("export_deeplab_test: %d PNGs in %s; archive %s", len(ids), png_dir, archive)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from misc.imutils import get_strided_size, get_strided_up_size
 from misc.results import save_npz
-from misc.runner import PerImageTask, inference_devices, run_per_image
+from misc.runner import PerImageTask, device_workers, run_per_image
 from voc12.dataloader import multiscale_flip_inputs, open_voc, read_image
 
 log = logging.getLogger(__name__)
@@ -40,20 +40,34 @@ def fuse_scales(outs: Sequence[torch.Tensor], size: tuple[int, int], keys: torch
     return cam, high
 
 
-def image_cams(model, img: np.ndarray, label: np.ndarray, scales: Sequence[float], device: torch.device,
-               amp: bool = False) -> dict[str, np.ndarray]:
-    """The make_cam output dict of one RGB uint8 image (no grad)."""
-    from step._models import autocast
+def pair_cams(model, pairs: Sequence[np.ndarray], size: tuple[int, int], label: np.ndarray, device: torch.device,
+              amp: bool | str = False) -> dict[str, np.ndarray]:
+    """The make_cam output dict of one image from its per-scale [img, flip] pairs (2, 3, Hs, Ws) (no grad)."""
+    from misc.torchutils import autocast
 
     keys = torch.nonzero(torch.from_numpy(np.asarray(label)))[:, 0]
     outs = []
-    for pair in multiscale_flip_inputs(img, scales):
+    for pair in pairs:
         x = torch.from_numpy(pair).to(device)
         with torch.inference_mode(), autocast(device, amp):
             cams = model.forward_cam(x)
         outs.append((cams[0] + cams[1].flip(-1)).float())
-    cam, high = fuse_scales(outs, img.shape[:2], keys.to(device), model.patch_size)
+    cam, high = fuse_scales(outs, size, keys.to(device), model.patch_size)
     return {"keys": keys.numpy().astype(np.int64), "cam": cam.cpu().numpy(), "high_res": high.cpu().numpy()}
+
+
+def image_cams(model, img: np.ndarray, label: np.ndarray, scales: Sequence[float], device: torch.device,
+               amp: bool | str = False) -> dict[str, np.ndarray]:
+    """The make_cam output dict of one RGB uint8 image (no grad)."""
+    return pair_cams(model, multiscale_flip_inputs(img, scales), img.shape[:2], label, device, amp)
+
+
+def vit_weights_path(args) -> Path:
+    """``--cam2_weights_name``, or the original's ``<name>.pth`` when only that exists."""
+    path = Path(args.cam2_weights_name)
+    if not path.is_file() and Path(str(path) + ".pth").is_file():
+        return Path(str(path) + ".pth")
+    return path
 
 
 def load_vit_branch(args, device: torch.device):
@@ -61,9 +75,7 @@ def load_vit_branch(args, device: torch.device):
     from misc.weights import load_checkpoint
     from step._models import build_vit_branch
 
-    path = Path(args.cam2_weights_name)
-    if not path.is_file() and Path(str(path) + ".pth").is_file():
-        path = Path(str(path) + ".pth")
+    path = vit_weights_path(args)
     if not path.is_file():
         raise FileNotFoundError(f"make_cam: no transformer weights at {path}; run train_cam first "
                                 "(or pass --cam2_weights_name)")
@@ -82,16 +94,26 @@ class MakeCamTask(PerImageTask):
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.npz"
 
+    def config(self) -> dict:
+        from misc.fingerprint import identity
+        from step._models import vit_kwargs
+
+        a = self.args
+        return {"voc12_root": str(self.voc.root), "weights": identity(vit_weights_path(a)), "vit": vit_kwargs(a),
+                "scales": list(a.cam_scales), "amp": a.amp}
+
     def setup(self, device: torch.device) -> None:
         self.device = device
         self.model = load_vit_branch(self.args, device)
 
     def load(self, img_id: str):
-        return read_image(self.voc.image_path(img_id), img_id), self.voc.label(img_id)
+        """In the loader worker: the image rescaled to every scale, with its flip (the GPU process only infers)."""
+        img = read_image(self.voc.image_path(img_id), img_id)
+        return multiscale_flip_inputs(img, self.args.cam_scales), img.shape[:2], self.voc.label(img_id)
 
     def process(self, img_id: str, inputs) -> None:
-        img, label = inputs
-        out = image_cams(self.model, img, label, self.args.cam_scales, self.device, self.args.amp)
+        pairs, size, label = inputs
+        out = pair_cams(self.model, pairs, tuple(size), label, self.device, self.args.amp)
         save_npz(self.output_path(img_id), **out)
 
 
@@ -99,5 +121,4 @@ def run(args) -> None:
     voc = open_voc(args.voc12_root, args.list_cache_dir)
     ids = voc.ids(args.train_list)
     task = MakeCamTask(args, voc)
-    run_per_image(task, ids, devices=inference_devices(args.device), overwrite=args.overwrite, shard=args.shard,
-                  loader_workers=min(2, args.num_workers))
+    run_per_image(task, ids, overwrite=args.overwrite, shard=args.shard, **device_workers(args))

@@ -11,13 +11,16 @@ import torch
 
 from misc.instances import ins_seg_from_cams
 from misc.results import save_npz
-from misc.runner import inference_devices, run_per_image
+from misc.runner import device_workers, run_per_image
 from step.make_sem_seg_labels import WALK_RADIUS, IRNetTask
 from voc12.dataloader import open_voc
 
 
 class InsSegTask(IRNetTask):
     name = "make_ins_seg_labels"
+
+    def own_config(self) -> dict:
+        return {"ins_seg_bg_thres": self.args.ins_seg_bg_thres}
 
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.npz"
@@ -34,6 +37,5 @@ class InsSegTask(IRNetTask):
 
 def run(args) -> None:
     voc = open_voc(args.voc12_root, args.list_cache_dir)
-    run_per_image(InsSegTask(args, voc, args.ins_seg_out_dir), voc.ids(args.infer_list),
-                  devices=inference_devices(args.device), overwrite=args.overwrite, shard=args.shard,
-                  loader_workers=min(2, args.num_workers))
+    run_per_image(InsSegTask(args, voc, args.ins_seg_out_dir), voc.ids(args.infer_list), overwrite=args.overwrite,
+                  shard=args.shard, **device_workers(args))

@@ -13,8 +13,10 @@ import torch
 from misc.imutils import voc_palette
 from misc.random_walk import sem_seg_from_cams
 from misc.results import load_npz, save_png
-from misc.runner import PerImageTask, inference_devices, run_per_image
-from step._models import autocast, image_pair, load_edge_displacement
+from misc.fingerprint import identity
+from misc.runner import PerImageTask, device_workers, run_per_image
+from misc.torchutils import autocast
+from step._models import image_pair, load_edge_displacement
 from voc12.dataloader import open_voc, read_image
 
 WALK_RADIUS = 5
@@ -26,6 +28,15 @@ class IRNetTask(PerImageTask):
     def __init__(self, args, voc, out_dir: str) -> None:
         self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
         self.cam_dir = Path(args.cam_out_dir)
+
+    def config(self) -> dict:
+        a = self.args
+        return {"voc12_root": str(self.voc.root), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
+                "irn_depth": a.irn_backbone_depth, "irn_crop": a.irn_crop_size, "beta": a.beta,
+                "exp_times": a.exp_times, "amp": a.amp, **self.own_config()}
+
+    def own_config(self) -> dict:
+        return {}
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -46,6 +57,10 @@ class IRNetTask(PerImageTask):
 
 class SemSegTask(IRNetTask):
     name = "make_sem_seg_labels"
+    suffix = ".png"
+
+    def own_config(self) -> dict:
+        return {"sem_seg_bg_thres": self.args.sem_seg_bg_thres}
 
     def output_path(self, img_id: str) -> Path:
         return self.out_dir / f"{img_id}.png"
@@ -59,11 +74,26 @@ class SemSegTask(IRNetTask):
         save_png(self.output_path(img_id), label, palette=voc_palette())
 
 
-def run(args) -> None:
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+def mask_ids(args, voc) -> list[str]:
+    """``--infer_list`` (scored by eval_sem_seg), then the ids of ``--deeplab_train_list`` not in it (DeepLab's
+    training masks) when train_deeplab trains on these masks."""
     ids = voc.ids(args.infer_list)
-    run_per_image(SemSegTask(args, voc, args.sem_seg_out_dir), ids, devices=inference_devices(args.device),
-                  overwrite=args.overwrite, shard=args.shard, loader_workers=min(2, args.num_workers))
-    from misc.vis import save_label_panels
+    if getattr(args, "train_deeplab_pass", False) and Path(args.deeplab_label_dir) == Path(args.sem_seg_out_dir):
+        seen = set(ids)
+        ids += [i for i in voc.ids(args.deeplab_train_list) if i not in seen]
+    return ids
 
-    save_label_panels(voc, ids[: args.vis_num], [args.sem_seg_out_dir], Path(args.result_dir) / "vis" / "sem_seg")
+
+def run(args) -> None:
+    from misc.distributed import barrier, is_main_process
+
+    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    ids = mask_ids(args, voc)
+    run_per_image(SemSegTask(args, voc, args.sem_seg_out_dir), ids, overwrite=args.overwrite, shard=args.shard,
+                  **device_workers(args))
+    barrier()
+    if is_main_process():
+        from misc.vis import save_label_panels
+
+        save_label_panels(voc, ids[: args.vis_num], [args.sem_seg_out_dir], Path(args.result_dir) / "vis" /
+                          "sem_seg")

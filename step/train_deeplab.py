@@ -3,23 +3,22 @@
 Recipe of deeplab-pytorch's VOC config: BGR mean-subtracted images, discrete scales, ``--deeplab_crop_size`` crops,
 batch 5 × 2 accumulated, 20k iterations, lr 2.5e-4 (backbone) / 10× (ASPP weights) / 20× (ASPP biases, no decay),
 momentum 0.9, poly decay updated every 10 iterations, frozen batch norm, CE summed over the four MSC outputs.
-Trains on ``--deeplab_label_dir`` (default: the pseudo masks of make_sem_seg_labels) for ``--infer_list``; refuses a
-ground-truth folder unless ``--allow_gt_training``. Checkpoints every ``--deeplab_checkpoint_every`` iterations;
-resumes from the last one.
+Trains on ``--deeplab_label_dir`` (default: the pseudo masks of make_sem_seg_labels) for ``--deeplab_train_list``
+(default train_aug, the paper's 10,582 images); refuses a ground-truth folder unless ``--allow_gt_training``.
+An iteration is one update of batch × iter_size images, whatever the number of processes. Checkpoints every
+``--deeplab_checkpoint_every`` iterations; skip / resume: the shared driver (:mod:`misc.training`).
 """
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from misc.distributed import DistContext, launch, make_loader
-from step._models import autocast
-from misc.checkpoint import save_state_dict, try_resume
-from step.train_cam import seed_everything
+from misc.checkpoint import save_state_dict
+from misc.distributed import DistContext
+from misc.fingerprint import identity, ids_digest, source_identity
+from misc.training import TrainJob, autocast, run_training
 from voc12.dataloader import open_voc
 
 log = logging.getLogger(__name__)
@@ -46,97 +45,86 @@ def build_model(args):
                             base_width=args.deeplab_base_width)
 
 
-def _train(args, ctx: DistContext) -> None:
-    from misc.deeplab_utils import PolynomialLR, msc_loss
-    from net.deeplab_v2 import load_backbone_init, param_groups
-    from voc12.deeplab_data import deeplab_train_dataset
+def deeplab_arch(args) -> dict:
+    return {"depth": args.deeplab_depth, "blocks": args.deeplab_blocks, "base_width": args.deeplab_base_width}
 
-    device = ctx.device
-    seed_everything(args.seed + ctx.rank)
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
-    check_not_ground_truth(args.deeplab_label_dir, voc.root, args.allow_gt_training)
-    ids = voc.ids(args.infer_list)
-    label_dir = Path(args.deeplab_label_dir)
-    missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
-    if missing:
-        raise FileNotFoundError(f"train_deeplab: {len(missing)} of {len(ids)} masks missing in {label_dir} "
-                                f"(e.g. {missing[0]!r}); run make_sem_seg_labels for --infer_list first")
-    ds = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=args.deeplab_crop_size)
-    ds.scales = tuple(args.deeplab_scales)
-    loader = make_loader(ds, args.deeplab_batch_size, ctx, flag="--deeplab_batch_size", train=True,
-                         num_workers=args.num_workers, seed=args.seed)
-    sampler = loader.sampler if ctx.distributed else None
-    if len(loader) == 0:
-        raise ValueError(f"train_deeplab: {len(ids)} images < batch {args.deeplab_batch_size}")
-    model = build_model(args)
-    if not args.no_pretrained:
-        kind = load_backbone_init(model, args.deeplab_init, depth=args.deeplab_depth, flag="--deeplab_init")
-        log.info("train_deeplab: backbone init %s", kind)
-    model = model.to(device).train()
-    opt = torch.optim.SGD(param_groups(model, args.deeplab_lr, args.deeplab_weight_decay), lr=args.deeplab_lr,
-                          momentum=args.deeplab_momentum)
-    sched = PolynomialLR(opt, args.deeplab_poly_step, args.deeplab_iters, args.deeplab_poly_power)
-    ckpt_dir = Path(args.sess_dir) / "deeplab"
-    last = ckpt_dir / "last.pt"
-    state = try_resume(last, device, {"model": model, "opt": opt, "sched": sched}, {"iters": args.deeplab_iters},
-                       args.overwrite)
-    start = 0 if state is None else int(state["iteration"])
-    if state is not None:
-        log.info("train_deeplab: resuming at iteration %d", start)
-    net = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+class TrainDeepLabJob(TrainJob):
+    name = "train_deeplab"
+    batch_flag = "--deeplab_batch_size"
 
-    def batches():
-        epoch = 0
-        while True:
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+    def config(self) -> dict:
+        a = self.args
+        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        return {
+            "voc12_root": str(voc.root), "train_ids": ids_digest(voc.ids(a.deeplab_train_list)),
+            "labels": identity(a.deeplab_label_dir), "seed": a.seed, "arch": deeplab_arch(a),
+            "iters": a.deeplab_iters, "batch": a.deeplab_batch_size, "iter_size": a.deeplab_iter_size,
+            "lr": a.deeplab_lr, "momentum": a.deeplab_momentum, "weight_decay": a.deeplab_weight_decay,
+            "poly": [a.deeplab_poly_power, a.deeplab_poly_step], "crop": a.deeplab_crop_size,
+            "scales": list(a.deeplab_scales), "amp": a.amp,
+            "init": None if a.no_pretrained else source_identity(a.deeplab_init, f"resnet{a.deeplab_depth}.tv_in1k"),
+        }
 
-    stream = batches()
-    t0, n_seen, history = time.perf_counter(), 0, []
-    bar = tqdm(range(start, args.deeplab_iters), desc="train_deeplab", disable=not ctx.is_main, mininterval=5.0,
-               dynamic_ncols=True, initial=start, total=args.deeplab_iters)
-    running = None
-    for it in bar:
-        opt.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for _ in range(args.deeplab_iter_size):
-            pack = next(stream)
-            img = pack["img"].to(device, non_blocking=True)
-            with autocast(device, args.amp):
-                logits = net(img)
-            loss = msc_loss([l.float() for l in logits], pack["label"])[0] / args.deeplab_iter_size
-            loss.backward()
-            loss_sum += float(loss.detach())
-            n_seen += img.shape[0] * ctx.world_size
-        opt.step()
-        sched.step(it + 1)  # deeplab-pytorch: iterations count from 1, lr set after the step
-        running = loss_sum if running is None else 0.98 * running + 0.02 * loss_sum
-        if it % 10 == 0:
-            history.append({"iteration": it, "loss": loss_sum})
-        bar.set_postfix(loss=f"{running:.4f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}",
-                        lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
-        done = it + 1
-        if ctx.is_main and (done % args.deeplab_checkpoint_every == 0 or done == args.deeplab_iters):
-            save_state_dict({"iteration": done, "iters": args.deeplab_iters, "model": model.state_dict(),
-                             "opt": opt.state_dict(), "sched": sched.state_dict()}, last)
-            if done % args.deeplab_checkpoint_every == 0:
-                save_state_dict(model.state_dict(), ckpt_dir / f"checkpoint_{done}.pth")
-    if ctx.is_main:
-        save_state_dict(model.state_dict(), args.deeplab_weights_name)
-        log.info("train_deeplab: saved %s", args.deeplab_weights_name)
-        if history:
-            from misc.results import update_metrics
+    def outputs(self) -> list[Path]:
+        return [Path(self.args.deeplab_weights_name)]
 
-            update_metrics(args.result_dir, "train_deeplab", {"loss_every_10": history,
-                                                              "first_loss": history[0]["loss"],
-                                                              "last_loss": history[-1]["loss"]})
+    def setup(self, ctx: DistContext) -> None:
+        from misc.deeplab_utils import PolynomialLR
+        from net.deeplab_v2 import load_backbone_init, param_groups
+        from voc12.deeplab_data import deeplab_train_dataset
+
+        a, device = self.args, ctx.device
+        self.device, self.ctx = device, ctx
+        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        check_not_ground_truth(a.deeplab_label_dir, voc.root, a.allow_gt_training)
+        ids = voc.ids(a.deeplab_train_list)
+        label_dir = Path(a.deeplab_label_dir)
+        missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
+        if missing:
+            raise FileNotFoundError(f"train_deeplab: {len(missing)} of {len(ids)} masks of --deeplab_train_list "
+                                    f"{a.deeplab_train_list} missing in {label_dir} (e.g. {missing[0]!r}); run "
+                                    "make_sem_seg_labels (it writes masks for --infer_list and --deeplab_train_list)")
+        self.dataset = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=a.deeplab_crop_size)
+        self.dataset.scales = tuple(a.deeplab_scales)
+        self.global_batch = a.deeplab_batch_size * a.deeplab_iter_size
+        self.micro_batch = a.deeplab_batch_size
+        self.total_updates = a.deeplab_iters
+        self.checkpoint_every = a.deeplab_checkpoint_every
+        model = build_model(a)
+        if not a.no_pretrained:
+            kind = load_backbone_init(model, a.deeplab_init, depth=a.deeplab_depth, flag="--deeplab_init")
+            log.info("train_deeplab: backbone init %s", kind)
+        self.model = model.to(device).train()
+        opt = torch.optim.SGD(param_groups(self.model, a.deeplab_lr, a.deeplab_weight_decay), lr=a.deeplab_lr,
+                              momentum=a.deeplab_momentum)
+        self.modules, self.optimizers = {"model": self.model}, {"model": opt}
+        self.schedulers = {"poly": PolynomialLR(opt, a.deeplab_poly_step, a.deeplab_iters, a.deeplab_poly_power)}
+        self.ddp_modules = {"model": self.model}
+
+    def loss(self, batch: dict, epoch: int) -> dict[str, torch.Tensor]:
+        from misc.deeplab_utils import msc_loss
+
+        img = batch["img"].to(self.device, non_blocking=True)
+        with autocast(self.device, self.args.amp):
+            logits = self.nets["model"](img)
+        return {"total": msc_loss([l.float() for l in logits], batch["label"])[0]}
+
+    def after_update(self, update: int) -> None:
+        self.schedulers["poly"].step(update)  # deeplab-pytorch: iterations count from 1, lr set after the step
+        if self.ctx.is_main and update % self.args.deeplab_checkpoint_every == 0:
+            save_state_dict(self.model.state_dict(), self.sess_dir / "deeplab" / f"checkpoint_{update}.pth")
+
+    def final_state_dicts(self) -> dict[Path, dict]:
+        return {Path(self.args.deeplab_weights_name): self.model.state_dict()}
+
+    def metrics(self, history: list[dict], updates: list[dict]) -> dict:
+        every_10 = [{"iteration": r["update"] - 1, "loss": r["total"]} for r in updates if (r["update"] - 1) % 10 == 0]
+        out = {"loss_every_10": every_10}
+        if updates:
+            out.update(first_loss=updates[0]["total"], last_loss=updates[-1]["total"])
+        return out
 
 
 def run(args) -> None:
-    launch(_train, args)
+    run_training(TrainDeepLabJob, args)

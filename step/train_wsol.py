@@ -11,18 +11,16 @@ set as the original did (what the published numbers mean).
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from misc.distributed import DistContext, launch, make_loader
-from step._models import autocast
-from misc.checkpoint import save_state_dict, try_resume
-from step.train_cam import seed_everything
+from misc.checkpoint import save_state_dict
+from misc.distributed import DistContext
+from misc.fingerprint import source_identity
+from misc.training import TrainJob, autocast, run_training
 
 log = logging.getLogger(__name__)
 
@@ -106,103 +104,100 @@ def selection_loader(args, meta, heldout: list[str]):
     return DataLoader(ds, batch_size=args.wsol_batch_size, shuffle=False, num_workers=args.num_workers)
 
 
-def _train(args, ctx: DistContext) -> None:
-    from cub.dataset import CUBMetadata, build_train_dataset, load_or_make_heldout
+class TrainWsolJob(TrainJob):
+    name = "train_wsol"
+    seed_flag = "wsol_seed"
+    batch_flag = "--wsol_batch_size"
+    drop_last = False  # TS-CAM keeps the last incomplete batch
 
-    device = ctx.device
-    seed_everything(args.wsol_seed + ctx.rank)
-    meta = CUBMetadata.load(args.cub_root)
-    if meta.num_classes != args.wsol_num_classes:
-        raise ValueError(f"{args.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
-                         f"{args.wsol_num_classes}")
-    out_dir = Path(args.wsol_out_dir)
-    heldout = load_or_make_heldout(meta, out_dir / "heldout_ids.txt", args.wsol_heldout_per_class)
-    exclude = heldout if args.wsol_select_on == "heldout" else []
-    train_ds = build_train_dataset(meta, exclude, resize_size=args.wsol_resize_size, crop_size=args.wsol_image_size)
-    loader = make_loader(train_ds, args.wsol_batch_size, ctx, flag="--wsol_batch_size", train=True,
-                         num_workers=args.num_workers, seed=args.wsol_seed, drop_last=False)
-    sampler = loader.sampler if ctx.distributed else None
-    select_loader = selection_loader(args, meta, heldout)
-    vit = build_wsol_vit(args, pretrained=True).to(device).train()
-    cnn = build_wsol_cnn(args, pretrained=True)
-    from step.train_cam import freeze_cnn_lower_stages
+    def config(self) -> dict:
+        a = self.args
+        keys = ("wsol_num_classes", "wsol_epochs", "wsol_batch_size", "wsol_lr", "wsol_weight_decay",
+                "wsol_lr_decay_epochs", "wsol_cnn_lr", "wsol_cnn_cls_lr", "wsol_cnn_weight_decay", "wsol_cnn_depth",
+                "wsol_l1_window", "wsol_drop_path", "wsol_cam_thr", "wsol_seed", "wsol_image_size",
+                "wsol_patch_size", "wsol_resize_size", "wsol_select_on", "wsol_heldout_per_class", "wsol_box_rule",
+                "vit_embed_dim", "vit_depth", "vit_num_heads", "amp")
+        return {"cub_root": str(Path(a.cub_root).resolve()), **{k: getattr(a, k) for k in keys},
+                "pretrained": None if a.no_pretrained else {
+                    "deit": source_identity(a.deit_pretrained, "deit_small_patch16_224.fb_in1k"),
+                    "cnn": source_identity(a.cam_cnn_pretrained, f"resnet{a.wsol_cnn_depth}.tv_in1k")}}
 
-    freeze_cnn_lower_stages(cnn)
-    cnn = cnn.to(device).train()
-    opt_vit = torch.optim.AdamW(adamw_groups(vit, args.wsol_weight_decay), lr=args.wsol_lr, eps=1e-8)
-    backbone, head = cnn.trainable_parameters()
-    opt_cnn = torch.optim.SGD([{"params": [p for p in backbone if p.requires_grad], "lr": args.wsol_cnn_lr},
-                               {"params": list(head), "lr": args.wsol_cnn_cls_lr}],
-                              lr=args.wsol_cnn_lr, momentum=0.0, weight_decay=args.wsol_cnn_weight_decay)
-    resume = Path(args.sess_dir) / "train_wsol_last.pt"
-    state = try_resume(resume, device, {"vit": vit, "cnn": cnn, "opt_vit": opt_vit, "opt_cnn": opt_cnn},
-                       {"epochs": args.wsol_epochs}, args.overwrite)
-    start, best = 1, {"loc_gt_known": -1.0, "epoch": 0}
-    if state is not None:
-        start, best = int(state["epoch"]) + 1, dict(state["best"])
-        log.info("train_wsol: resuming at epoch %d (best GT-known %.4f at epoch %d)", start, best["loc_gt_known"],
-                 best["epoch"])
-    vit_m, cnn_m = WSOLForward(vit), WSOLForward(cnn)
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+    def outputs(self) -> list[Path]:
+        return [Path(self.args.wsol_weights_name), Path(self.args.wsol_cnn_weights_name)]
 
-        ids = [device.index] if device.type == "cuda" else None
-        vit_m, cnn_m = DDP(vit_m, device_ids=ids), DDP(cnn_m, device_ids=ids)
+    def setup(self, ctx: DistContext) -> None:
+        from cub.dataset import CUBMetadata, build_train_dataset, load_or_make_heldout
+        from net.resnet_cam import freeze_lower_stages
 
-    history = []
-    for epoch in range(start, args.wsol_epochs + 1):
-        for g in opt_vit.param_groups:
-            g["lr"] = vit_lr(args.wsol_lr, epoch, args.wsol_lr_decay_epochs)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        use_l1 = l1_on(epoch, args.wsol_l1_window)
-        sums, n_seen, t0 = {"ce_vit": 0.0, "ce_cnn": 0.0, "l1": 0.0}, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"train_wsol {epoch}/{args.wsol_epochs}", disable=not ctx.is_main, mininterval=5.0,
-                   dynamic_ncols=True)
-        for pack in bar:
-            img = pack["img"].to(device, non_blocking=True)
-            label = torch.as_tensor(pack["label"]).to(device)
-            with autocast(device, args.amp):
-                logits_vit, map_vit = vit_m(img)
-                logits_cnn, map_cnn = cnn_m(img)
-            ce_vit = F.cross_entropy(logits_vit.float(), label)
-            ce_cnn = F.cross_entropy(logits_cnn.float(), label)
-            l1 = torch.mean(torch.abs(map_vit.float() - map_cnn.float()))
-            loss = ce_vit + ce_cnn + (l1 if use_l1 else 0.0)
-            opt_vit.zero_grad(set_to_none=True)
-            opt_cnn.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_vit.step()
-            opt_cnn.step()
-            n_seen += img.shape[0] * ctx.world_size
-            for k, v in (("ce_vit", ce_vit), ("ce_cnn", ce_cnn), ("l1", l1)):
-                sums[k] += float(v.detach())
-            bar.set_postfix(ce_vit=f"{float(ce_vit.detach()):.3f}", ce_cnn=f"{float(ce_cnn.detach()):.3f}",
-                            l1=f"{float(l1.detach()):.3f}", ips=f"{n_seen / (time.perf_counter() - t0):.1f}", refresh=False)
-        means = {k: v / max(1, len(loader)) for k, v in sums.items()}
+        a, device = self.args, ctx.device
+        self.device = device
+        meta = CUBMetadata.load(a.cub_root)
+        if meta.num_classes != a.wsol_num_classes:
+            raise ValueError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
+                             f"{a.wsol_num_classes}")
+        heldout = load_or_make_heldout(meta, Path(a.wsol_out_dir) / "heldout_ids.txt", a.wsol_heldout_per_class)
+        exclude = heldout if a.wsol_select_on == "heldout" else []
+        self.dataset = build_train_dataset(meta, exclude, resize_size=a.wsol_resize_size, crop_size=a.wsol_image_size)
+        self.select_loader = selection_loader(a, meta, heldout)
+        self.global_batch, self.micro_batch = a.wsol_batch_size, None
+        full, rest = divmod(len(self.dataset), a.wsol_batch_size)
+        world = ctx.world_size
+        self.total_updates = (full + (rest >= world)) * a.wsol_epochs
+        self.vit = build_wsol_vit(a, pretrained=True).to(device).train()
+        cnn = build_wsol_cnn(a, pretrained=True)
+        freeze_lower_stages(cnn)
+        self.cnn = cnn.to(device).train()
+        backbone, head = self.cnn.trainable_parameters()
+        self.modules = {"vit": self.vit, "cnn": self.cnn}
+        self.optimizers = {
+            "vit": torch.optim.AdamW(adamw_groups(self.vit, a.wsol_weight_decay), lr=a.wsol_lr, eps=1e-8),
+            "cnn": torch.optim.SGD([{"params": [p for p in backbone if p.requires_grad], "lr": a.wsol_cnn_lr},
+                                    {"params": list(head), "lr": a.wsol_cnn_cls_lr}],
+                                   lr=a.wsol_cnn_lr, momentum=0.0, weight_decay=a.wsol_cnn_weight_decay)}
+        self.ddp_modules = {"vit": WSOLForward(self.vit), "cnn": WSOLForward(self.cnn)}
+        self.state = {"best_gt_known": -1.0, "best_epoch": 0}
+
+    def start_epoch(self, epoch: int) -> None:
+        for g in self.optimizers["vit"].param_groups:
+            g["lr"] = vit_lr(self.args.wsol_lr, epoch + 1, self.args.wsol_lr_decay_epochs)
+
+    def loss(self, batch: dict, epoch: int) -> dict[str, torch.Tensor]:
+        img = batch["img"].to(self.device, non_blocking=True)
+        label = torch.as_tensor(batch["label"]).to(self.device)
+        with autocast(self.device, self.args.amp):
+            logits_vit, map_vit = self.nets["vit"](img)
+            logits_cnn, map_cnn = self.nets["cnn"](img)
+        ce_vit = F.cross_entropy(logits_vit.float(), label)
+        ce_cnn = F.cross_entropy(logits_cnn.float(), label)
+        l1 = torch.mean(torch.abs(map_vit.float() - map_cnn.float()))
+        total = ce_vit + ce_cnn + (l1 if l1_on(epoch + 1, self.args.wsol_l1_window) else 0.0)
+        return {"ce_vit": ce_vit, "ce_cnn": ce_cnn, "l1": l1, "total": total}
+
+    def end_epoch(self, epoch: int, means: dict[str, float], ctx: DistContext) -> dict:
+        """Rank 0 scores the DeiT branch on the selection set and saves both branches when GT-known improves."""
         if not ctx.is_main:
-            continue
-        scores = evaluate(vit, select_loader, device, args)
-        log.info("train_wsol epoch %d/%d (L1 %s, lr %.1e): ce vit %.4f cnn %.4f l1 %.4f | %s cls@1 %.4f top-1 loc "
-                 "%.4f GT-known %.4f", epoch, args.wsol_epochs, "on" if use_l1 else "off",
-                 opt_vit.param_groups[0]["lr"], means["ce_vit"], means["ce_cnn"], means["l1"], args.wsol_select_on,
-                 scores["cls_top1"], scores["loc_top1"], scores["loc_gt_known"])
-        history.append({"epoch": epoch, **means, **{f"select_{k}": scores[k] for k in
-                                                     ("cls_top1", "loc_top1", "loc_gt_known")}})
-        if scores["loc_gt_known"] > best["loc_gt_known"]:
-            best = {"loc_gt_known": float(scores["loc_gt_known"]), "epoch": epoch}
-            save_state_dict(vit.state_dict(), args.wsol_weights_name)
-            save_state_dict(cnn.state_dict(), args.wsol_cnn_weights_name)
-        save_state_dict({"epoch": epoch, "epochs": args.wsol_epochs, "vit": vit.state_dict(), "cnn": cnn.state_dict(),
-                         "opt_vit": opt_vit.state_dict(), "opt_cnn": opt_cnn.state_dict(), "best": best}, resume)
-    if ctx.is_main:
-        log.info("train_wsol: best GT-known %.4f at epoch %d (selected on %s) -> %s", best["loc_gt_known"],
-                 best["epoch"], args.wsol_select_on, args.wsol_weights_name)
-        from misc.results import update_metrics
+            return {}
+        a = self.args
+        scores = evaluate(self.vit, self.select_loader, self.device, a)
+        extra = {f"select_{k}": scores[k] for k in ("cls_top1", "loc_top1", "loc_gt_known")}
+        extra["l1_on"] = l1_on(epoch + 1, a.wsol_l1_window)
+        if scores["loc_gt_known"] > self.state["best_gt_known"]:
+            self.state = {"best_gt_known": float(scores["loc_gt_known"]), "best_epoch": epoch + 1}
+            save_state_dict(self.vit.state_dict(), a.wsol_weights_name)
+            save_state_dict(self.cnn.state_dict(), a.wsol_cnn_weights_name)
+        return extra
 
-        update_metrics(args.result_dir, "train_wsol", {"epochs": history, "best_epoch": best["epoch"],
-                                                       "select_on": args.wsol_select_on})
+    def final_state_dicts(self) -> dict[Path, dict]:
+        """The best epoch's weights (already written when it was reached), recorded as this run's outputs."""
+        from misc.weights import load_checkpoint
+
+        log.info("train_wsol: best GT-known %.4f at epoch %d (selected on %s)", self.state["best_gt_known"],
+                 self.state["best_epoch"], self.args.wsol_select_on)
+        return {p: load_checkpoint(p) for p in self.outputs()}
+
+    def metrics(self, history: list[dict], updates: list[dict]) -> dict:
+        return {"epochs": history, "best_epoch": self.state["best_epoch"], "select_on": self.args.wsol_select_on}
 
 
 def run(args) -> None:
-    launch(_train, args)
+    run_training(TrainWsolJob, args)

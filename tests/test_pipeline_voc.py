@@ -62,7 +62,9 @@ def test_training_losses_fall_and_checkpoints_reload(tiny_run):
     from step._models import load_edge_displacement
 
     load_edge_displacement(args, torch.device("cpu"))
-    assert metrics["train_irn"]["epochs"][0]["total_loss"] > 0
+    assert metrics["train_irn"]["epochs"][0]["total"] > 0
+    records = (work / "result" / "logs" / "train_cam.jsonl").read_text().splitlines()
+    assert len(records) == 3 * (18 // 4) and json.loads(records[-1])["update"] == 3 * (18 // 4)
 
 
 def test_label_outputs(tiny_run):
@@ -132,3 +134,37 @@ def test_rerun_skips_finished_work(tiny_run):
     assert log.count("crt run ") == 2  # appended
     for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels", "make_ins_seg_labels"):
         assert f"{step}: 0 processed" in log
+
+
+def _log_since(work, marker_count):
+    """The part of the appended log written by the run with header number ``marker_count`` (1-based)."""
+    text = (work / "sample_train_eval.log").read_text()
+    return text.split("crt run ")[marker_count]
+
+
+def test_identical_rerun_skips_training_then_changed_flag_recomputes_only_what_it_shapes(tiny_run):
+    work, argv = tiny_run
+    weights = {p: p.stat().st_mtime_ns for p in (work / "sess").glob("*.pth")}
+    n_runs = (work / "sample_train_eval.log").read_text().count("crt run ")
+    assert run_sample.main(argv) == 0  # the same command again: everything up to date
+    log = _log_since(work, n_runs + 1)
+    for step in ("train_cam", "train_irn", "train_deeplab"):
+        assert f"{step}: up to date" in log
+    for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels", "export_deeplab_test"):
+        assert f"{step}: 0 processed" in log
+    assert {p: p.stat().st_mtime_ns for p in weights} == weights
+
+    assert run_sample.main(argv + ["--beta", "8"]) == 0  # the walk's beta shapes the masks and what follows them
+    log = _log_since(work, n_runs + 2)
+    assert "train_cam: up to date" in log and "train_irn: up to date" in log
+    assert "make_cam: 0 processed" in log and "cam_to_ir_label: 0 processed" in log
+    assert "make_sem_seg_labels: removing" in log and "beta: 10 -> 8" in log
+    n_masks = len(list((work / "result" / "sem_seg").glob("*.png")))
+    assert f"make_sem_seg_labels: {n_masks} processed" in log
+    assert "train_deeplab: configuration changed" in log and "train_deeplab: up to date" not in log
+    manifest = json.loads((work / "result" / "sem_seg" / ".crt_manifest.json").read_text())
+    assert manifest["config"]["beta"] == 8
+    metrics = json.loads((work / "result" / "metrics.json").read_text())
+    from misc.fingerprint import identity
+
+    assert metrics["eval_sem_seg"]["inputs"][str(work / "result" / "sem_seg")] == identity(work / "result" / "sem_seg")

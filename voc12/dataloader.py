@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,14 @@ from torch.utils.data import Dataset
 
 from misc import imutils
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize
+from misc.results import atomic_write
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 20
 SPLITS = ("train", "val", "train_aug", "test", "trainval")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache carries the signature of the files it was built from (``source``)
+INDEX_FOLDERS = ("SegmentationClassAug", "SegmentationClass", "Annotations")  # what the lists / labels are read from
 
 GET_VOC = (
     "Get PASCAL VOC 2012 (VOCtrainval_11-May-2012.tar) from the official site and pass its VOC2012 folder "
@@ -35,6 +38,38 @@ GET_VOC = (
 
 class VOCLayoutError(FileNotFoundError):
     """The VOC folder lacks something a step needs; the message lists all of it and how to get it."""
+
+
+class VOCSplitError(ValueError):
+    """A ``--*_list`` value is neither a list file nor a split the VOC folder provides; the message says what
+    folder or file would provide it and how to get it."""
+
+
+def _missing_split_message(list_arg: str, name: str, root: Path, available: Sequence[str]) -> str:
+    """Why split ``name`` is unavailable under ``root`` and where its source comes from."""
+    head = f"list {list_arg!r} is not a file"
+    have = f"(available splits: {', '.join(available) or 'none'})"
+    if name == "train_aug":
+        aug = root / "SegmentationClassAug"
+        state = "holds no masks outside val" if aug.is_dir() else "does not exist"
+        return (
+            f"{head}, and split 'train_aug' needs {aug}/, which {state} {have}. SegmentationClassAug/ holds the "
+            f"augmented masks of SBD (Hariharan et al., 10,582 train_aug images; the 'SegmentationClassAug' "
+            f"archive used by IRNet/DeepLab): download it and unpack it into {root} so that "
+            f"{aug}/<id>.png exist, or pass a list file instead."
+        )
+    if name == "test":
+        return (
+            f"{head}, and split 'test' needs {root}/ImageSets/Segmentation/test.txt and the test images in "
+            f"JPEGImages/ {have}. They come in the separate VOC2012 test archive (VOC2012test.tar, from the PASCAL "
+            f"VOC evaluation server after registering), not in VOCtrainval_11-May-2012.tar: unpack it over {root}."
+        )
+    if name in ("train", "val", "trainval"):
+        return (
+            f"{head}, and split {name!r} needs {root}/ImageSets/Segmentation/{name}.txt {have}. It is part of "
+            f"PASCAL VOC 2012 (VOCtrainval_11-May-2012.tar): is --voc12_root its VOC2012 folder? {GET_VOC}"
+        )
+    return f"list {list_arg!r} is neither a file nor a known split of {root} {have}"
 
 
 def check_voc_root(root: str | os.PathLike, need: Sequence[str] = ("JPEGImages", "ImageSets/Segmentation")) -> Path:
@@ -99,11 +134,9 @@ class VOCIndex:
         if os.path.isfile(list_arg):
             return read_id_list(list_arg)
         name = Path(list_arg).stem
-        if name not in self.splits:
-            available = ", ".join(sorted(self.splits))
-            raise ValueError(
-                f"list {list_arg!r} is neither a file nor a known split of {self.root} (available: {available})"
-            )
+        if name not in self.splits or (name == "train_aug" and not self.splits[name]):
+            available = sorted(k for k, v in self.splits.items() if v or k != "train_aug")
+            raise VOCSplitError(_missing_split_message(list_arg, name, self.root, available))
         return list(self.splits[name])
 
     def label(self, img_id: str) -> np.ndarray:
@@ -145,30 +178,99 @@ def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray
     return splits, labels
 
 
+def _source_signature(root: Path) -> dict:
+    """Cheap fingerprint of what :func:`_build_index` reads (JSON-native, so it compares equal after a round trip).
+
+    Each ``ImageSets/Segmentation/*.txt``: [size, mtime_ns]; each of :data:`INDEX_FOLDERS`: ``None`` when absent,
+    else [mtime_ns, number of entries]. Files edited in place inside those folders are not noticed (delete the
+    cache then); files added, removed or renamed are.
+    """
+    lists: dict[str, list[int]] = {}
+    with os.scandir(root / "ImageSets" / "Segmentation") as it:
+        for entry in it:
+            if entry.name.endswith(".txt") and entry.is_file():
+                st = entry.stat()
+                lists[entry.name] = [st.st_size, st.st_mtime_ns]
+    folders: dict[str, list[int] | None] = {}
+    for name in INDEX_FOLDERS:
+        try:
+            st = os.stat(root / name)
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(root / name)
+            with os.scandir(root / name) as it:
+                folders[name] = [st.st_mtime_ns, sum(1 for _ in it)]
+        except OSError:
+            folders[name] = None
+    return {"lists": dict(sorted(lists.items())), "folders": folders}
+
+
+def _signature_changes(old: object, new: dict) -> str:
+    """Human-readable differences between two :func:`_source_signature` values."""
+    if not isinstance(old, dict) or not isinstance(old.get("lists"), dict) or not isinstance(old.get("folders"), dict):
+        return "it has no readable source signature"
+    changes = []
+    old_lists, new_lists = old["lists"], new["lists"]
+    for name in sorted(set(old_lists) | set(new_lists)):
+        a, b = old_lists.get(name), new_lists.get(name)
+        what = "appeared" if a is None else "disappeared" if b is None else "changed" if a != b else None
+        if what:
+            changes.append(f"ImageSets/Segmentation/{name} {what}")
+    for name in INDEX_FOLDERS:
+        a, b = old["folders"].get(name), new["folders"].get(name)
+        if a == b:
+            continue
+        if a is None or b is None:
+            changes.append(f"{name}/ {'appeared' if a is None else 'disappeared'}")
+        elif isinstance(a, list) and len(a) == 2 and a[1] != b[1]:
+            changes.append(f"{name}/ changed ({a[1]} -> {b[1]} entries)")
+        else:
+            changes.append(f"{name}/ changed")
+    return ", ".join(changes) or "its source signature differs"
+
+
+def _read_cache(cache: Path, root: Path, signature: dict) -> tuple[VOCIndex | None, str]:
+    """The cached index when it is current, else ``(None, why it is not)``."""
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("version") != CACHE_VERSION:
+            return None, f"it has format version {data.get('version')!r}, this code writes {CACHE_VERSION}"
+        if data.get("root") != str(root):
+            return None, f"it was built for {data.get('root')}"
+        if data.get("source") != signature:
+            return None, _signature_changes(data.get("source"), signature)
+        labels = {k: np.asarray(v, np.float32) for k, v in data["labels"].items()}
+        return VOCIndex(root, {k: list(v) for k, v in data["splits"].items()}, labels), ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSON / Unicode errors are ValueErrors
+        log.warning("ignoring unreadable VOC index cache %s (%s); rebuilding it", cache, e)
+        return None, "it is unreadable"
+
+
 def open_voc(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> VOCIndex:
-    """Validate ``root`` and return its lists and labels, cached as JSON in ``cache_dir`` (rebuilt when missing)."""
+    """Validate ``root`` and return its lists and labels, cached as JSON in ``cache_dir``.
+
+    The cache records a signature of the files it was built from (:func:`_source_signature`) and is rebuilt,
+    with an INFO line saying why, when the signature, the root or the cache format differ. It is written
+    atomically (unique temp file + rename), so concurrent callers (e.g. torchrun ranks) never see a partial file.
+    """
     root = check_voc_root(root).resolve()
     cache = Path(cache_dir) / "voc12_index.json" if cache_dir else None
-    if cache is not None and cache.is_file():
-        try:
-            data = json.loads(cache.read_text())
-            if data.get("root") == str(root) and data.get("version") == CACHE_VERSION:
-                labels = {k: np.asarray(v, np.float32) for k, v in data["labels"].items()}
-                return VOCIndex(root, data["splits"], labels)
-        except (json.JSONDecodeError, KeyError):
-            log.warning("ignoring unreadable label cache %s; rebuilding it", cache)
+    signature = _source_signature(root) if cache is not None else {}  # taken before building: changes made
+    if cache is not None and cache.is_file():  # while building show up as stale next time
+        index, why = _read_cache(cache, root, signature)
+        if index is not None:
+            return index
+        log.info("rebuilding VOC index cache %s: %s", cache, why)
     splits, labels = _build_index(root)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "version": CACHE_VERSION,
             "root": str(root),
+            "source": signature,
             "splits": splits,
             "labels": {k: v.astype(int).tolist() for k, v in labels.items()},
         }
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, cache)
+        text = json.dumps(payload)
+        atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
         log.info("built VOC lists/labels for %s: %s", root, {k: len(v) for k, v in splits.items()})
     return VOCIndex(root, splits, labels)
 
@@ -329,17 +431,12 @@ class VOC12SegmentationDataset(Dataset):
 
 
 class VOC12AffinityDataset(VOC12SegmentationDataset):
-    """Segmentation crop + the label reduced ×0.25 (PIL nearest) → affinity targets (bg_pos, fg_pos, neg), (D, N)."""
+    """Segmentation crop + ``label_reduced``: the label reduced ×0.25 (PIL nearest), (h, w) uint8.
 
-    def __init__(self, ids, label_dir, crop_size, voc12_root, indices_from, indices_to, **kw) -> None:
-        super().__init__(ids, label_dir, crop_size, voc12_root, **kw)
-        self.indices_from, self.indices_to = indices_from, indices_to
+    train_irn turns it into the affinity targets on the device (:func:`misc.indexing.affinity_labels_batch`).
+    """
 
     def __getitem__(self, idx: int) -> dict:
-        from misc.indexing import affinity_labels_from_indices
-
         out = super().__getitem__(idx)
-        reduced = imutils.pil_rescale(out["label"], 0.25, 0)
-        bg_pos, fg_pos, neg = affinity_labels_from_indices(reduced, self.indices_from, self.indices_to)
-        out["aff_bg_pos_label"], out["aff_fg_pos_label"], out["aff_neg_label"] = bg_pos, fg_pos, neg
+        out["label_reduced"] = torch.from_numpy(np.array(imutils.pil_rescale(out.pop("label"), 0.25, 0)))
         return out
