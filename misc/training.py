@@ -281,7 +281,7 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        job.nets = {k: DDP(m, device_ids=ids, broadcast_buffers=False) for k, m in job.ddp_modules.items()}
+        job.nets = {k: DDP(m, device_ids=ids, **_no_buffer_sync()) for k, m in job.ddp_modules.items()}
     else:
         job.nets = dict(job.ddp_modules)
     records = _UpdateLog(Path(args.result_dir) / "logs" / f"{job.name}.jsonl", start, ctx.is_main)
@@ -341,6 +341,17 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
                                       "finished": True, "outputs": outputs, "updates": total})
         log.info("%s: saved %s", job.name, ", ".join(outputs))
     barrier()
+
+
+def _no_buffer_sync() -> dict:
+    """DDP keywords: no buffer broadcast before every forward (IRNet alone has ~213 MB of constant index buffers)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters:  # newer torch
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def _one_update(job: TrainJob, batch: dict, epoch: int, ctx: DistContext, scaler, update: int) -> dict[str, float]:

@@ -1,25 +1,30 @@
-"""Resume rule shared by the training steps."""
+"""Resume rule shared by the training steps: a resume file is used only under the same fingerprint."""
+import logging
+
 import torch
 
-from misc.checkpoint import save_state_dict, try_resume
+from misc.checkpoint import load_resume, save_state_dict
 from misc.torchutils import PolySGD
 
 
-def test_resume_restores_model_and_optimizer(tmp_path):
+def test_resume_only_under_the_same_fingerprint(tmp_path, caplog):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     opt = PolySGD(model.parameters(), lr=0.1, weight_decay=1e-4, max_step=10)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
     path = tmp_path / "last.pt"
-    save_state_dict({"epoch": 4, "max_step": 10, "model": model.state_dict(), "opt": opt.state_dict()}, path)
+    save_state_dict({"fingerprint": "aaa", "config": '{"lr": 0.1}', "update": 4, "model": model.state_dict(),
+                     "opt": opt.state_dict()}, path)
 
-    fresh = torch.nn.Linear(3, 2)
-    fresh_opt = PolySGD(fresh.parameters(), lr=0.1, weight_decay=1e-4, max_step=10)
-    state = try_resume(path, torch.device("cpu"), {"model": fresh, "opt": fresh_opt}, {"max_step": 10})
-    assert state["epoch"] == 4 and fresh_opt.global_step == 1
-    assert torch.equal(fresh.weight, model.weight)
-    assert try_resume(path, torch.device("cpu"), {"model": fresh}, {"max_step": 20}) is None  # other schedule
-    assert try_resume(path, torch.device("cpu"), {"model": fresh}, {"max_step": 10}, overwrite=True) is None
-    assert try_resume(tmp_path / "none.pt", torch.device("cpu"), {"model": fresh}, {}) is None
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic save leaves no temp file
+    state = load_resume(path, torch.device("cpu"), "aaa")
+    fresh_opt = PolySGD(torch.nn.Linear(3, 2).parameters(), lr=0.1, weight_decay=1e-4, max_step=10)
+    fresh_opt.load_state_dict(state["opt"])
+    assert state["update"] == 4 and fresh_opt.global_step == 1
+    assert torch.equal(state["model"]["weight"], model.weight)
+    caplog.set_level(logging.WARNING)
+    assert load_resume(path, torch.device("cpu"), "bbb", {"lr": 0.2}) is None  # another configuration
+    assert "lr: 0.1 -> 0.2" in caplog.text
+    assert load_resume(path, torch.device("cpu"), "aaa", overwrite=True) is None
+    assert load_resume(tmp_path / "none.pt", torch.device("cpu"), "aaa") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # atomic save leaves no temp file
