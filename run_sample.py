@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     for _, module_name in steps:
         module = importlib.import_module(module_name)
         if rank == 0 or module_name in TRAIN_STEPS | PER_IMAGE_STEPS:
-            with StepTimer(module_name.split(".")[-1]) as timer:
+            with StepTimer(module_name.split(".")[-1], quiet=rank != 0) as timer:
                 module.run(args)
             timings[module_name] = round(timer.elapsed, 2)
         barrier()
@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     log_path = Path(args.work_dir) / f"{args.log_name}.log"
     header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"
-    with tee_output(log_path, header):
+    with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
         setup_logging()
         try:
             timings = run(args)

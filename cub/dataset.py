@@ -22,6 +22,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
+from misc.results import atomic_write
+
 log = logging.getLogger(__name__)
 
 METADATA_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
@@ -250,9 +252,10 @@ def make_heldout_ids(meta: CUBMetadata, n_per_class: int = 1) -> list[str]:
 
 
 def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
+    """Write one id per line atomically (unique temp file beside ``path``, then rename): concurrent writers
+    (e.g. torchrun ranks) and readers never see a partial list."""
+    text = "".join(f"{i}\n" for i in ids)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_id_list(path: str | os.PathLike) -> list[str]:
@@ -260,7 +263,8 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
 
 
 def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class: int = 1) -> list[str]:
-    """Read the held-out id list at ``path``, or build it (first n_per_class train ids per class) and write it.
+    """Read the held-out id list at ``path``, or build it (first n_per_class train ids per class) and write it
+    atomically (two ranks building it at once both write the same complete list).
 
     Every listed id must be a train image of ``meta``.
     """

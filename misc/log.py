@@ -44,13 +44,15 @@ def _pump(read_fd: int, targets: list[int], log_file) -> None:
 
 
 @contextlib.contextmanager
-def tee_output(log_path: str | os.PathLike, header: str) -> Iterator[None]:
-    """Append ``header`` and everything written to fds 1/2 (this process and its children) to ``log_path``."""
+def tee_output(log_path: str | os.PathLike, header: str | None) -> Iterator[None]:
+    """Append ``header`` (None: none, e.g. on the other torchrun ranks) and everything written to fds 1/2 (this
+    process and its children) to ``log_path``."""
     sys.stdout.flush()
     sys.stderr.flush()
     log_file = open(log_path, "ab")
-    log_file.write(f"\n{'=' * 100}\n{header}\n{'=' * 100}\n".encode())
-    log_file.flush()
+    if header is not None:
+        log_file.write(f"\n{'=' * 100}\n{header}\n{'=' * 100}\n".encode())
+        log_file.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 1)
@@ -75,16 +77,18 @@ def tee_output(log_path: str | os.PathLike, header: str) -> Iterator[None]:
 class StepTimer:
     """Logs ``step.X: start <ctime>`` and ``step.X: done in <s> s``; ``elapsed`` holds the seconds."""
 
-    def __init__(self, name: str, logger: logging.Logger | None = None) -> None:
+    def __init__(self, name: str, logger: logging.Logger | None = None, quiet: bool = False) -> None:
         self.name, self.log = name, logger or logging.getLogger("crt")
-        self.elapsed = 0.0
+        self.elapsed, self.quiet = 0.0, quiet
 
     def __enter__(self) -> "StepTimer":
-        self.log.info("step.%s: start %s", self.name, time.ctime())
+        if not self.quiet:
+            self.log.info("step.%s: start %s", self.name, time.ctime())
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.elapsed = time.perf_counter() - self._t0
         status = "failed" if exc_type else "done"
-        self.log.info("step.%s: %s in %.1f s", self.name, status, self.elapsed)
+        if exc_type or not self.quiet:
+            self.log.info("step.%s: %s in %.1f s", self.name, status, self.elapsed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -265,22 +265,52 @@ def torchvision_to_deeplab(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def _load_backbone_state(base: DeepLabV2, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` (base names) into every non-ASPP entry of ``base``; missing/mismatched entries raise."""
-    from misc.weights import PretrainedWeightsError
+def backbone_init_state(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, flag: str,
+                        source: str, depth: int) -> tuple[str, dict[str, torch.Tensor]]:
+    """(layout 'coco' / 'imagenet', the base-named tensors to load) for a backbone init ``state`` and a DeepLabV2
+    whose state dict is ``own`` (base names, shapes only: may be ``meta``), checked strictly.
 
-    own = base.state_dict()
-    wanted = [k for k in own if not k.startswith("aspp.")]
-    missing = [k for k in wanted if k not in state]
-    bad_shape = [k for k in wanted if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    unexpected = [k for k in state if k not in own and not k.startswith(("fc.", "aspp."))]
-    if missing or bad_shape or unexpected:
+    deeplab-pytorch layout (``layer1.conv1.conv.weight``, ...; ``base.`` prefix of a trained checkpoint removed) is
+    'coco' (e.g. ``deeplabv1_resnet101-coco.pth``, whose 91-class ``fc.*`` is ignored); a torchvision/timm ResNet is
+    'imagenet' (renamed by :func:`torchvision_to_deeplab`). Every non-ASPP key must be there with its shape
+    (``num_batches_tracked`` may be absent: torchvision's 2017 files; set to 0), else
+    :class:`misc.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
+    """
+    from misc.weights import PretrainedWeightsError, check_state_fits, optional_buffer
+
+    if any(k.startswith("base.") for k in state):
+        state = {k[len("base."):]: v for k, v in state.items() if k.startswith("base.")}
+    if "layer1.conv1.conv.weight" in state:
+        layout = "coco"
+    elif "conv1.weight" in state:
+        try:
+            layout, state = "imagenet", torchvision_to_deeplab(dict(state))
+        except KeyError as exc:
+            raise PretrainedWeightsError(f"{flag} {source}: {exc.args[0]}") from exc
+    else:
         raise PretrainedWeightsError(
-            f"{what} does not fit this DeepLab backbone: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(bad_shape)} with another shape (e.g. {bad_shape[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:3]}); check the depth / n_blocks")
-    base.load_state_dict({k: state[k] for k in wanted}, strict=False)
-    log.info("loaded %s into the DeepLab backbone (%d tensors, ASPP left at its init)", what, len(wanted))
+            f"{flag} {source}: neither a deeplab-pytorch (layer1.conv1.conv.weight, ...) nor a torchvision ResNet "
+            f"(conv1.weight, ...) state dict; first keys: {list(state)[:3]}. {_init_hint(depth)}")
+    out = {k: v for k, v in state.items() if k in own and not k.startswith("aspp.")}
+    check_state_fits(own, state, flag=flag, source=source, what=f"{layout} DeepLab-v2 backbone",
+                     may_miss=lambda k: k.startswith("aspp.") or optional_buffer(k),
+                     may_extra=lambda k: k.startswith(("fc.", "aspp.")),
+                     hint=f"Check --deeplab_depth / --deeplab_blocks / --deeplab_base_width. {_init_hint(depth)}")
+    for key in own:
+        if key not in out and not key.startswith("aspp."):  # only num_batches_tracked reaches here
+            out[key] = torch.zeros((), dtype=torch.long)
+    return layout, out
+
+
+def _init_hint(depth: int) -> str:
+    url = TORCHVISION_URLS.get(depth, "")
+    return (f"For the paper's init get {COCO_INIT_HINT}; for an ImageNet init get {url}" if url
+            else f"For the paper's init get {COCO_INIT_HINT}")
+
+
+def _depth_of(base: DeepLabV2) -> int:
+    blocks = tuple(len(getattr(base, f"layer{i}")) for i in range(2, 6))
+    return next((d for d, b in BLOCKS_PER_DEPTH.items() if b == blocks), 101)
 
 
 def load_backbone_init(model: nn.Module, source: str | None, *, depth: int | None = None,
@@ -289,35 +319,22 @@ def load_backbone_init(model: nn.Module, source: str | None, *, depth: int | Non
 
     ``source``: a local file in deeplab-pytorch's layout (``deeplabv1_resnet101-coco.pth``, the paper's COCO init,
     loaded like the original's ``base.load_state_dict(strict=False)`` but checked), a local torchvision/timm
-    ResNet file (e.g. ``resnet101-63fe2227.pth``), or a timm name / None (``resnet{depth}.tv_in1k``, depth inferred
+    ResNet file (e.g. ``resnet101-5d3b4d8f.pth``), or a timm name / None (``resnet{depth}.tv_in1k``, depth inferred
     from the model's block counts when not given). The ImageNet
     init is mapped by :func:`torchvision_to_deeplab`; expect a few mIoU points below the paper's COCO init
-    (not measured here).
+    (not measured here). Checks: :func:`backbone_init_state`.
     """
-    from misc.weights import PretrainedWeightsError, load_pretrained
+    from misc.weights import load_pretrained
 
     base = _base_of(model)
     if depth is None:
-        blocks = tuple(len(getattr(base, f"layer{i}")) for i in range(2, 6))
-        depth = next((d for d, b in BLOCKS_PER_DEPTH.items() if b == blocks), 101)
-    url = TORCHVISION_URLS.get(depth, "")
-    hint = (f"for the paper's init get {COCO_INIT_HINT}; for an ImageNet init get {url}" if url
-            else f"for the paper's init get {COCO_INIT_HINT}")
-    state = load_pretrained(source, f"resnet{depth}.tv_in1k", flag=flag, download_hint=hint)
-    if any(k.startswith("base.") for k in state):
-        state = {k[len("base."):]: v for k, v in state.items() if k.startswith("base.")}
-    if "layer1.conv1.conv.weight" in state:
-        layout = "coco"
-    elif "conv1.weight" in state:
-        try:
-            layout, state = "imagenet", torchvision_to_deeplab(state)
-        except KeyError as exc:
-            raise PretrainedWeightsError(f"{flag}: {source!r}: {exc.args[0]}") from exc
-    else:
-        raise PretrainedWeightsError(f"{flag}: {source!r} is neither a deeplab-pytorch nor a torchvision ResNet "
-                                     "state dict")
-    what = f"{layout} init {os.path.basename(source) if source else f'resnet{depth}.tv_in1k'}"
-    _load_backbone_state(base, state, what)
+        depth = _depth_of(base)
+    name = source or f"resnet{depth}.tv_in1k"
+    state = load_pretrained(source, f"resnet{depth}.tv_in1k", flag=flag, download_hint=_init_hint(depth))
+    layout, state = backbone_init_state(base.state_dict(), state, flag=flag, source=name, depth=depth)
+    base.load_state_dict(state, strict=False)  # only aspp.* is left out (checked)
+    log.info("loaded the %s init %s into the DeepLab backbone (%d tensors, ASPP left at its init)", layout,
+             os.path.basename(name), len(state))
     return layout
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -298,31 +298,63 @@ def fuse_flip_pair(cams: torch.Tensor) -> torch.Tensor:
 
 
 # -------------------------------------------------------------------- weights
+DEIT_TIMM_NAME = "deit_small_patch16_224.fb_in1k"
+DEIT_DOWNLOAD_HINT = f"{DEIT_SMALL_URL} (file deit_small_patch16_224-cd65a155.pth)"
+# DeiTCAM's own layers that DeiT ImageNet weights do not have: the 3x3 conv CAM head (``head``, same name as DeiT's
+# Linear classifier but another shape). They start at their init. Listed explicitly: no other key may be missing.
+DEIT_INIT_KEYS: tuple[str, ...] = ("head.weight", "head.bias")
+# Classifier heads of a DeiT file, dropped (as a whole module) when the model lacks them or has another shape.
+DEIT_FILE_HEADS: tuple[str, ...] = ("head.", "head_dist.")
+
+
+def deit_state_for(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, flag: str,
+                   source: str) -> dict[str, torch.Tensor]:
+    """The part of a DeiT checkpoint ``state`` to load into a model whose state dict is ``own`` (shapes only, may
+    be ``meta``), checked strictly.
+
+    A file head (``head.*`` / ``head_dist.*``) is dropped as a whole when the model has no such key or one of its
+    tensors has another shape (ImageNet's Linear(384→1000) vs our conv head); the model's :data:`DEIT_INIT_KEYS`
+    may then stay at their init. Any other missing, unexpected or mis-shaped key (e.g. a pos_embed of another
+    grid: --vit_tile_size / --vit_patch_size must give the 14×14 grid of DeiT-S/16 at 224) raises
+    :class:`misc.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
+    """
+    from misc.weights import check_state_fits
+
+    out = dict(state)
+    dropped: list[str] = []
+    for prefix in DEIT_FILE_HEADS:
+        keys = [k for k in out if k.startswith(prefix)]
+        if any(k not in own or tuple(out[k].shape) != tuple(own[k].shape) for k in keys) or \
+                any(k.startswith(prefix) and k not in out for k in own):
+            dropped += keys
+            for k in keys:
+                del out[k]
+    if dropped:
+        log.info("%s: DeiT weights: dropped the file's classifier head(s) %s (another shape; the CAM head "
+                 "starts at its init)", flag, dropped)
+    hint = ("Expected a DeiT/ViT state dict (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm, head) for "
+            f"embed dim {own['cls_token'].shape[-1] if 'cls_token' in own else '?'}, e.g. {DEIT_DOWNLOAD_HINT}; "
+            "or pass --no_pretrained.")
+    check_state_fits(own, out, flag=flag, source=source, what="DeiT", hint=hint,
+                     may_miss=lambda key: key in DEIT_INIT_KEYS)
+    return out
+
+
 def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
-    """Load DeiT ImageNet weights (timm ``deit_small_patch16_224.fb_in1k`` or a local file such as the official
-    ``deit_small_patch16_224-cd65a155.pth``). ``head``/``head_dist`` keys whose shape differs are dropped, the rest
-    of the keys the model has are loaded (non-strict); skipped keys are logged."""
+    """Load DeiT ImageNet weights strictly, except the classification head(s).
+
+    ``source``: the official file ``deit_small_patch16_224-cd65a155.pth`` (``{"model": state}``), timm's raw
+    state dict, a training checkpoint (``model`` / ``model_ema`` / ``state_dict`` wrappers, ``module.`` /
+    ``backbone.`` prefixes), a timm name, or None → ``deit_small_patch16_224.fb_in1k``. See :func:`deit_state_for`
+    for what must match; pos_embed is never resized (the 224-px tiles at patch 16 use DeiT's 14×14 grid as is).
+    """
     from misc.weights import load_pretrained
 
-    hint = f"{DEIT_SMALL_URL} (file deit_small_patch16_224-cd65a155.pth)"
-    state = load_pretrained(source, "deit_small_patch16_224.fb_in1k", flag=flag, download_hint=hint)
-    own = model.state_dict()
-    dropped = []
-    for key in ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"):
-        if key in state and (key not in own or state[key].shape != own[key].shape):
-            dropped.append(key)
-            del state[key]
-    if dropped:
-        log.info("DeiT weights: dropped keys with another shape: %s", dropped)
-    unknown = sorted(k for k in state if k not in own)
-    bad_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    if bad_shape:
-        raise ValueError(f"DeiT weights: shape mismatch for {bad_shape}")
-    result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    if unknown:
-        log.info("DeiT weights: ignored keys not in the model: %s", unknown)
-    if result.missing_keys:
-        log.info("DeiT weights: model keys left at their init: %s", result.missing_keys)
+    state = load_pretrained(source, DEIT_TIMM_NAME, flag=flag, download_hint=DEIT_DOWNLOAD_HINT)
+    state = deit_state_for(model.state_dict(), state, flag=flag, source=source or DEIT_TIMM_NAME)
+    missing, _ = model.load_state_dict(state, strict=False)  # only DEIT_INIT_KEYS can be missing (checked)
+    log.info("loaded DeiT weights from %s (%d tensors)%s", source or DEIT_TIMM_NAME, len(state),
+             f"; at their init: {missing}" if missing else "")
 
 
 # -------------------------------------------------------------------- factories

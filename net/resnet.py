@@ -6,7 +6,7 @@ ImageNet state dicts ``resnet{50,101,152}`` of torchvision / timm ``*.tv_in1k`` 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -143,19 +143,53 @@ def build_resnet(depth: int, strides: Sequence[int] = (2, 2, 2, 1)) -> ResNet:
     return ResNet(Bottleneck if kind == "bottleneck" else BasicBlock, layers, strides)
 
 
+def _file_depth(state: Mapping[str, torch.Tensor]) -> int | None:
+    """The depth whose block counts match the ``layer{1..4}.N`` keys of a torchvision-layout state, if any."""
+    counts = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    kinds = "bottleneck" if any(".conv3." in k for k in state) else "basic"
+    return next((d for d, (kind, layers) in BLOCKS_PER_DEPTH.items() if layers == counts and kind == kinds), None)
+
+
+def resnet_state_for(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, depth: int, flag: str,
+                     source: str) -> dict[str, torch.Tensor]:
+    """The part of a torchvision-layout ResNet ``state`` to load into a backbone whose state dict is ``own`` (shapes
+    only, may be ``meta``), checked strictly.
+
+    A ResNetCAM checkpoint (``backbone.*`` + ``classifier.*``) gives its ``backbone.*``; ``fc.*`` is dropped;
+    BatchNorm's ``num_batches_tracked`` may be absent (torchvision's 2017 files) and is then set to 0. Anything
+    else missing, unexpected or of another shape raises :class:`misc.weights.PretrainedWeightsError` naming
+    ``flag``, ``source``, a few keys, and the depth the file seems to have.
+    """
+    from misc.weights import check_state_fits
+
+    if any(k.startswith("backbone.") for k in state):  # a ResNetCAM checkpoint (e.g. the CNN branch of train_cam)
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    out = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    found = _file_depth(out)
+    seems = f" The file looks like a ResNet-{found}." if found is not None and found != depth else ""
+    url = TORCHVISION_URLS.get(depth, "")
+    hint = (f"Expected a torchvision-layout ResNet-{depth} (conv1, bn1, layer1.0.conv1, ..., fc), e.g. "
+            f"{url or f'timm resnet{depth}.tv_in1k'}; or pass --no_pretrained.{seems}")
+    check_state_fits(own, out, flag=flag, source=source, what=f"ResNet-{depth}", hint=hint)
+    for key in own:
+        if key not in out:  # only num_batches_tracked reaches here
+            out[key] = torch.zeros((), dtype=torch.long)
+    return out
+
+
 def load_resnet_imagenet(model: ResNet, depth: int, source: str | None, flag: str) -> None:
     """Load ImageNet weights (torchvision layout, ``fc.*`` dropped) strictly into ``model``.
 
-    ``source``: local ``.pth`` file (e.g. resnet152-b121ed2d.pth), a timm name, or None → ``resnet{depth}.tv_in1k``.
+    ``source``: local ``.pth`` file (e.g. resnet152-b121ed2d.pth), a ResNetCAM checkpoint, a timm name, or
+    None → ``resnet{depth}.tv_in1k`` (the torchvision weights the original used). See :func:`resnet_state_for`.
     """
     from misc.weights import load_pretrained
 
     url = TORCHVISION_URLS.get(depth, "")
     hint = f"{url} (file {url.rsplit('/', 1)[-1]})" if url else f"timm resnet{depth}.tv_in1k"
     state = load_pretrained(source, f"resnet{depth}.tv_in1k", flag=flag, download_hint=hint)
-    if any(k.startswith("backbone.") for k in state):  # a ResNetCAM checkpoint (e.g. the CNN branch of train_cam)
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    state = resnet_state_for(model.state_dict(), state, depth=depth, flag=flag,
+                             source=source or f"resnet{depth}.tv_in1k")
     model.load_state_dict(state, strict=True)
     log.info("loaded ResNet-%d backbone weights from %s (%d tensors)", depth, source or f"resnet{depth}.tv_in1k",
              len(state))

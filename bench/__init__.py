@@ -1,0 +1,1 @@
+"""Benchmarks and helpers that write test inputs (official-layout weight files)."""
