@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="committed: loss1+loss2+λ·L1 after epoch 1; shipped (the released bytecode): "
                         "loss1+0·loss2+5λ·L1")
     g.add_argument("--cam_cnn_depth", type=int, default=152)
+    g.add_argument("--cam_cnn_width", type=int, default=64,
+                   help="base width of the CNN branch's ResNet (64 = torchvision; 16: the demo's stand-in weights)")
     g.add_argument("--vit_embed_dim", type=int, default=384)
     g.add_argument("--vit_depth", type=int, default=12)
     g.add_argument("--vit_num_heads", type=int, default=6)
@@ -212,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("IRNet")
     g.add_argument("--irn_network", default="net.resnet50_irn", choices=("net.resnet50_irn",))
     g.add_argument("--irn_backbone_depth", type=int, default=50)
+    g.add_argument("--irn_backbone_width", type=int, default=64,
+                   help="base width of IRNet's ResNet backbone (64 = torchvision; 16: the demo's stand-in weights)")
     g.add_argument("--irn_crop_size", type=int, default=512)
     g.add_argument("--irn_batch_size", type=int, default=32)
     g.add_argument("--irn_num_epoches", type=int, default=3)
@@ -220,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--irn_momentum", type=float, default=1e-4, help="as --cam_momentum")
 
     g = p.add_argument_group("random walk")
-    g.add_argument("--beta", type=float, default=10)
+    g.add_argument("--beta", type=float, default=10.0)
     g.add_argument("--exp_times", type=int, default=8, help="the walk runs 2**exp_times steps")
     g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
@@ -266,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wsol_cnn_cls_lr", type=float, default=0.05)
     g.add_argument("--wsol_cnn_weight_decay", type=float, default=1e-4)
     g.add_argument("--wsol_cnn_depth", type=int, default=50)
+    g.add_argument("--wsol_cnn_width", type=int, default=64,
+                   help="base width of the CUB CNN branch's ResNet (64 = torchvision; 16: the demo's stand-in weights)")
     g.add_argument("--wsol_l1_window", type=int, default=5, help="L1 on in odd windows of this many epochs")
     g.add_argument("--wsol_drop_path", type=float, default=0.1)
     g.add_argument("--wsol_cam_thr", type=float, default=0.1)

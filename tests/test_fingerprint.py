@@ -145,3 +145,13 @@ def test_masks_cover_deeplab_list(tmp_path):
     assert ids[:3] == voc.ids("train") and set(ids) == set(voc.ids("train")) | set(voc.ids("train_aug"))
     args.train_deeplab_pass = False
     assert mask_ids(args, voc) == voc.ids("train")
+
+
+def test_float_flags_have_float_defaults():
+    """``--beta 10`` on the command line must fingerprint like the default (10 and 10.0 differ in JSON)."""
+    import run_sample
+
+    for action in run_sample.build_parser()._actions:
+        if action.type is float and action.default is not None:
+            assert isinstance(action.default, float), action.dest
+    assert run_sample.parse_args(["--beta", "10"]).beta == run_sample.parse_args([]).beta
