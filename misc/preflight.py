@@ -106,11 +106,11 @@ def _deit_need(args, *, num_classes: int, patch_size: int, tile_size: int, tiled
     return Need("--deit_pretrained", args.deit_pretrained, DEIT_TIMM_NAME, what, check, DEIT_DOWNLOAD_HINT)
 
 
-def _resnet_need(flag: str, source: str | None, depth: int, what: str) -> Need:
+def _resnet_need(flag: str, source: str | None, depth: int, what: str, width: int = 64) -> Need:
     from net.resnet import TORCHVISION_URLS, build_resnet, resnet_state_for
 
     def check(state: Mapping[str, torch.Tensor], shown: str) -> None:
-        own = _meta_state(lambda: build_resnet(depth))
+        own = _meta_state(lambda: build_resnet(depth, base_width=width))
         resnet_state_for(own, state, depth=depth, flag=flag, source=shown)
 
     url = TORCHVISION_URLS.get(depth)
@@ -146,17 +146,17 @@ def needs_for(args, step_modules: Sequence[str]) -> list[Need]:
             needs.append(_deit_need(args, num_classes=20, patch_size=args.vit_patch_size,
                                     tile_size=args.vit_tile_size, tiled=True, what="train_cam transformer branch"))
             needs.append(_resnet_need("--cam_cnn_pretrained", args.cam_cnn_pretrained, args.cam_cnn_depth,
-                                      "train_cam CNN branch"))
+                                      "train_cam CNN branch", getattr(args, "cam_cnn_width", 64)))
         elif step == "train_irn":
             needs.append(_resnet_need("--irn_pretrained", args.irn_pretrained, args.irn_backbone_depth,
-                                      "train_irn backbone"))
+                                      "train_irn backbone", getattr(args, "irn_backbone_width", 64)))
         elif step == "train_deeplab":
             needs.append(_deeplab_need(args))
         elif step == "train_wsol":
             needs.append(_deit_need(args, num_classes=args.wsol_num_classes, patch_size=args.wsol_patch_size,
                                     tile_size=args.wsol_image_size, tiled=False, what="train_wsol transformer"))
             needs.append(_resnet_need("--cam_cnn_pretrained", args.cam_cnn_pretrained, args.wsol_cnn_depth,
-                                      "train_wsol CNN branch"))
+                                      "train_wsol CNN branch", getattr(args, "wsol_cnn_width", 64)))
     return needs
 
 

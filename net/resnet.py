@@ -87,23 +87,32 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """ResNet without fc. ``strides`` = (conv1, layer2, layer3, layer4) strides; maxpool always /2.
 
-    With the default (2, 2, 2, 1) the output stride is 16: (B,3,H,W) → (B, 512·expansion, ceil(H/16)…).
+    With the default (2, 2, 2, 1) the output stride is 16: (B,3,H,W) → (B, 8·base_width·expansion, ceil(H/16)…).
+    ``base_width`` (64 = torchvision) sets the stem width and the stage widths base_width·(1, 2, 4, 8); narrower
+    nets (e.g. 16, the demo's stand-in pretrained ResNets) keep the same key names with smaller shapes.
     """
 
-    def __init__(self, block: type[nn.Module], layers: Sequence[int], strides: Sequence[int] = (2, 2, 2, 1)) -> None:
+    def __init__(self, block: type[nn.Module], layers: Sequence[int], strides: Sequence[int] = (2, 2, 2, 1),
+                 base_width: int = 64) -> None:
         super().__init__()
         if len(strides) != 4:
             raise ValueError(f"strides must have 4 entries, got {strides}")
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, strides[0], 3, bias=False)
-        self.bn1 = FixedBatchNorm(64)
+        if len(layers) != 4 or min(layers) < 1:
+            raise ValueError(f"layers must be 4 positive block counts, got {tuple(layers)}")
+        if base_width < 1:
+            raise ValueError(f"base_width must be >= 1, got {base_width}")
+        w = int(base_width)
+        self.base_width = w
+        self.inplanes = w
+        self.conv1 = nn.Conv2d(3, w, 7, strides[0], 3, bias=False)
+        self.bn1 = FixedBatchNorm(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, 64, layers[0], 1)
-        self.layer2 = self._make_layer(block, 128, layers[1], strides[1])
-        self.layer3 = self._make_layer(block, 256, layers[2], strides[2])
-        self.layer4 = self._make_layer(block, 512, layers[3], strides[3])
-        self.out_channels = 512 * block.expansion  # type: ignore[attr-defined]
+        self.layer1 = self._make_layer(block, w, layers[0], 1)
+        self.layer2 = self._make_layer(block, 2 * w, layers[1], strides[1])
+        self.layer3 = self._make_layer(block, 4 * w, layers[2], strides[2])
+        self.layer4 = self._make_layer(block, 8 * w, layers[3], strides[3])
+        self.out_channels = 8 * w * block.expansion  # type: ignore[attr-defined]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -135,12 +144,19 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def build_resnet(depth: int, strides: Sequence[int] = (2, 2, 2, 1)) -> ResNet:
-    """ResNet-{18,34,50,101,152} with FixedBatchNorm, no fc, random init."""
+def build_resnet(depth: int, strides: Sequence[int] = (2, 2, 2, 1), base_width: int = 64,
+                 layers: Sequence[int] | None = None) -> ResNet:
+    """ResNet-{18,34,50,101,152} with FixedBatchNorm, no fc, random init.
+
+    ``base_width``: stem / first-stage width (64 = torchvision; stages base_width·(1, 2, 4, 8)). ``layers``: block
+    counts per stage overriding those of ``depth``, whose block kind is kept (e.g. depth 50 with layers (1, 1, 1, 1):
+    a 1-block-per-stage Bottleneck ResNet, the backbone of the demo's DeepLab).
+    """
     if depth not in BLOCKS_PER_DEPTH:
         raise ValueError(f"unsupported ResNet depth {depth}; choose from {sorted(BLOCKS_PER_DEPTH)}")
-    kind, layers = BLOCKS_PER_DEPTH[depth]
-    return ResNet(Bottleneck if kind == "bottleneck" else BasicBlock, layers, strides)
+    kind, default_layers = BLOCKS_PER_DEPTH[depth]
+    return ResNet(Bottleneck if kind == "bottleneck" else BasicBlock,
+                  tuple(layers) if layers is not None else default_layers, strides, base_width)
 
 
 def _file_depth(state: Mapping[str, torch.Tensor]) -> int | None:
@@ -167,6 +183,10 @@ def resnet_state_for(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.
     out = {k: v for k, v in state.items() if not k.startswith("fc.")}
     found = _file_depth(out)
     seems = f" The file looks like a ResNet-{found}." if found is not None and found != depth else ""
+    if "conv1.weight" in out and "conv1.weight" in own and out["conv1.weight"].shape[0] != own["conv1.weight"].shape[0]:
+        seems += (f" Its base width is {out['conv1.weight'].shape[0]} (conv1 channels), the model's "
+                  f"{own['conv1.weight'].shape[0]}: set the model's width flag (--cam_cnn_width, "
+                  f"--irn_backbone_width or --wsol_cnn_width) to the file's.")
     url = TORCHVISION_URLS.get(depth, "")
     hint = (f"Expected a torchvision-layout ResNet-{depth} (conv1, bn1, layer1.0.conv1, ..., fc), e.g. "
             f"{url or f'timm resnet{depth}.tv_in1k'}; or pass --no_pretrained.{seems}")

@@ -59,19 +59,24 @@ def _conv_gn(c_in: int, c_out: int, groups: int, upscale: int = 1) -> nn.Sequent
 class IRNet(nn.Module):
     """Edge (class boundary) and displacement branches on a frozen ResNet-50 (strides 2,2,2,1).
 
+    ``depth`` / ``base_width`` choose another backbone (the demo: ResNet-18 of width 16); the heads keep their widths
+    (32 / 64-256 channels, GroupNorm groups as the original), only their input channels follow the backbone.
+
     forward: (B, 3, H, W) → (edge_out (B, 1, h, w) logits, dp_out (B, 2, h, w)) with h = ceil(H/4), w = ceil(W/4)
     for H, W multiples of 16. dp channel 0 = dy, 1 = dx (stride-4 pixels).
     """
 
-    def __init__(self, depth: int = 50) -> None:
+    def __init__(self, depth: int = 50, base_width: int = 64) -> None:
         super().__init__()
         # the attribute keeps the original's key name ``resnet50.*`` whatever the depth (18/34 serve small demos)
-        self.resnet50 = build_resnet(depth, strides=(2, 2, 2, 1))
+        self.resnet50 = build_resnet(depth, strides=(2, 2, 2, 1), base_width=base_width)
         self.resnet50.requires_grad_(False)
         self.depth = depth
+        self.base_width = base_width
         self.mean_shift = MeanShift(2)
-        e = self.resnet50.out_channels // 512  # block expansion: 4 for ResNet-50/101/152, 1 for 18/34
-        c1, c2, c3, c4, c5 = 64, 64 * e, 128 * e, 256 * e, 512 * e
+        w = base_width  # 64 = torchvision; narrower backbones (the demo's) shrink the heads' input channels only
+        e = self.resnet50.out_channels // (8 * w)  # block expansion: 4 for ResNet-50/101/152, 1 for 18/34
+        c1, c2, c3, c4, c5 = w, w * e, 2 * w * e, 4 * w * e, 8 * w * e
 
         self.fc_edge1 = _conv_gn(c1, 32, 4)
         self.fc_edge2 = _conv_gn(c2, 32, 4)
@@ -156,8 +161,9 @@ class AffinityDisplacementLoss(IRNet):
 
     path_indices_prefix = "path_indices"
 
-    def __init__(self, path_index: PathIndex, persistent_indices: bool = False, depth: int = 50) -> None:
-        super().__init__(depth)
+    def __init__(self, path_index: PathIndex, persistent_indices: bool = False, depth: int = 50,
+                 base_width: int = 64) -> None:
+        super().__init__(depth, base_width)
         self.radius_floor = path_index.radius_floor
         self.search_dst = [(int(dy), int(dx)) for dy, dx in path_index.search_dst]
         self.n_path_lengths = len(path_index.path_indices)
@@ -275,8 +281,8 @@ def edge_displacement_post(
 class EdgeDisplacement(IRNet):
     """Inference wrapper: x = [image, flipped image] (2, 3, H, W) → (edge (1, h, w), dp (2, h, w)), h = ceil(H/4)."""
 
-    def __init__(self, crop_size: int = 512, stride: int = 4, depth: int = 50) -> None:
-        super().__init__(depth)
+    def __init__(self, crop_size: int = 512, stride: int = 4, depth: int = 50, base_width: int = 64) -> None:
+        super().__init__(depth, base_width)
         self.crop_size = crop_size
         self.stride = stride
 

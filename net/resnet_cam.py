@@ -11,7 +11,8 @@ from net.resnet import ResNet, build_resnet
 
 
 class ResNetCAM(nn.Module):
-    """ResNet-{50,101,152} CAM network.
+    """ResNet-{50,101,152} CAM network (any depth of :func:`net.resnet.build_resnet`; ``base_width`` < 64 gives the
+    narrow backbones of the demo, the classifier's in-channels follow).
 
     forward: stage1 → stage2 → detach → stage3 → stage4 → Conv1×1(→C, no bias) = raw score map (B,C,H/16,W/16).
     Because of the detach, conv1..layer2 never receive gradients; conv1/bn1 are also frozen (requires_grad False).
@@ -20,9 +21,9 @@ class ResNetCAM(nn.Module):
     """
 
     def __init__(self, depth: int = 152, num_classes: int = 20, strides: Sequence[int] = (2, 2, 2, 1),
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, base_width: int = 64) -> None:
         super().__init__()
-        self.backbone: ResNet = build_resnet(depth, strides)
+        self.backbone: ResNet = build_resnet(depth, strides, base_width=base_width)
         self.classifier = nn.Conv2d(self.backbone.out_channels, num_classes, 1, bias=False)
         self._freeze_stem()
         if channels_last:

@@ -25,7 +25,7 @@ def build_cnn_branch(args, pretrained: bool):
     """The CNN CAM branch (ResNet-152 by default) used as the L1 regulariser during train_cam."""
     from net.resnet_cam import ResNetCAM
 
-    model = ResNetCAM(depth=args.cam_cnn_depth, num_classes=20)
+    model = ResNetCAM(depth=args.cam_cnn_depth, num_classes=20, base_width=getattr(args, "cam_cnn_width", 64))
     if pretrained and not args.no_pretrained:
         from net.resnet import load_resnet_imagenet
 
@@ -43,7 +43,8 @@ def load_edge_displacement(args, device):
     path = Path(args.irn_weights_name)
     if not path.is_file():
         raise FileNotFoundError(f"no IRNet weights at {path}; run train_irn first (or pass --irn_weights_name)")
-    model = EdgeDisplacement(crop_size=args.irn_crop_size, stride=4, depth=args.irn_backbone_depth)
+    model = EdgeDisplacement(crop_size=args.irn_crop_size, stride=4, depth=args.irn_backbone_depth,
+                             base_width=getattr(args, "irn_backbone_width", 64))
     load_irn_weights(model, load_checkpoint(path))
     return model.to(device).eval()
 

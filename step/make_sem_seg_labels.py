@@ -32,7 +32,8 @@ class IRNetTask(PerImageTask):
     def config(self) -> dict:
         a = self.args
         return {"voc12_root": str(self.voc.root), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
-                "irn_depth": a.irn_backbone_depth, "irn_crop": a.irn_crop_size, "beta": a.beta,
+                "irn_depth": a.irn_backbone_depth, "irn_width": a.irn_backbone_width, "irn_crop": a.irn_crop_size,
+                "beta": a.beta,
                 "exp_times": a.exp_times, "amp": a.amp, **self.own_config()}
 
     def own_config(self) -> dict:

@@ -65,7 +65,8 @@ class TrainCamJob(TrainJob):
             "crop": a.cam_crop_size, "resize_long": list(a.cam_resize_long), "batch": a.cam_batch_size,
             "epochs": a.cam_num_epoches, "lr": a.cam_learning_rate, "weight_decay": a.cam_weight_decay,
             "optimizer": a.cam_optimizer, "head_lr_mult": a.cam_head_lr_mult, "momentum": a.cam_momentum,
-            "lambda": a.cam_lambda, "loss_rule": a.cam_loss_rule, "cnn_depth": a.cam_cnn_depth, "vit": vit_kwargs(a),
+            "lambda": a.cam_lambda, "loss_rule": a.cam_loss_rule, "cnn_depth": a.cam_cnn_depth,
+            "cnn_width": a.cam_cnn_width, "vit": vit_kwargs(a),
             "amp": a.amp,
             "pretrained": None if a.no_pretrained else {
                 "deit": source_identity(a.deit_pretrained, "deit_small_patch16_224.fb_in1k"),

@@ -29,7 +29,8 @@ TRAIN_RADIUS = 10
 def build_irn_loss_model(args, path_index: PathIndex):
     from net.resnet50_irn import AffinityDisplacementLoss, load_imagenet_backbone
 
-    model = AffinityDisplacementLoss(path_index, depth=args.irn_backbone_depth)
+    model = AffinityDisplacementLoss(path_index, depth=args.irn_backbone_depth,
+                                     base_width=getattr(args, "irn_backbone_width", 64))
     if not args.no_pretrained:
         load_imagenet_backbone(model, args.irn_pretrained, flag="--irn_pretrained")
     return model
@@ -60,7 +61,7 @@ class TrainIrnJob(TrainJob):
         return {
             "voc12_root": str(voc.root), "train_ids": ids_digest(voc.ids(a.train_list)),
             "infer_ids": ids_digest(voc.ids(a.infer_list)), "ir_labels": identity(a.ir_label_out_dir),
-            "seed": a.seed, "depth": a.irn_backbone_depth, "crop": a.irn_crop_size, "batch": a.irn_batch_size,
+            "seed": a.seed, "depth": a.irn_backbone_depth, "width": a.irn_backbone_width, "crop": a.irn_crop_size, "batch": a.irn_batch_size,
             "epochs": a.irn_num_epoches, "lr": a.irn_learning_rate, "weight_decay": a.irn_weight_decay,
             "momentum": a.irn_momentum, "amp": a.amp,
             "pretrained": None if a.no_pretrained else source_identity(a.irn_pretrained,

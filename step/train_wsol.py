@@ -39,7 +39,8 @@ def build_wsol_vit(args, pretrained: bool):
 def build_wsol_cnn(args, pretrained: bool):
     from net.resnet_cam import ResNetCAM
 
-    model = ResNetCAM(depth=args.wsol_cnn_depth, num_classes=args.wsol_num_classes)
+    model = ResNetCAM(depth=args.wsol_cnn_depth, num_classes=args.wsol_num_classes,
+                      base_width=getattr(args, "wsol_cnn_width", 64))
     if pretrained and not args.no_pretrained:
         from net.resnet import load_resnet_imagenet
 
@@ -113,7 +114,7 @@ class TrainWsolJob(TrainJob):
     def config(self) -> dict:
         a = self.args
         keys = ("wsol_num_classes", "wsol_epochs", "wsol_batch_size", "wsol_lr", "wsol_weight_decay",
-                "wsol_lr_decay_epochs", "wsol_cnn_lr", "wsol_cnn_cls_lr", "wsol_cnn_weight_decay", "wsol_cnn_depth",
+                "wsol_lr_decay_epochs", "wsol_cnn_lr", "wsol_cnn_cls_lr", "wsol_cnn_weight_decay", "wsol_cnn_depth", "wsol_cnn_width",
                 "wsol_l1_window", "wsol_drop_path", "wsol_cam_thr", "wsol_seed", "wsol_image_size",
                 "wsol_patch_size", "wsol_resize_size", "wsol_select_on", "wsol_heldout_per_class", "wsol_box_rule",
                 "vit_embed_dim", "vit_depth", "vit_num_heads", "amp")

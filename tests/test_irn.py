@@ -232,3 +232,21 @@ def test_make_ir_label_on_a_clear_image():
     assert label.shape == (h, w) and label.dtype == np.uint8
     assert set(np.unique(label)) <= {0, 7, 255}
     assert np.all(label[:, :10] == 0) and np.all(label[:, 20:] == 7)
+
+
+def test_narrow_backbone_heads_follow_its_channels():
+    torch.manual_seed(0)
+    model = IRNet(depth=18, base_width=16).eval()
+    assert model.resnet50.conv1.weight.shape == (16, 3, 7, 7)
+    # head inputs: stem 16, layer1..4 16, 32, 64, 128 (BasicBlock); head widths unchanged
+    assert [m[0].weight.shape[1] for m in model.edge_modules()[:5]] == [16, 16, 32, 64, 128]
+    assert [m[0].weight.shape[:2] for m in model.dp_modules()[:5]] == [(64, 16), (128, 16), (256, 32), (256, 64),
+                                                                      (256, 128)]
+    with torch.no_grad():
+        edge, dp = model(torch.randn(1, 3, 64, 64))
+    assert edge.shape == (1, 1, 16, 16) and dp.shape == (1, 2, 16, 16)
+    wrapper = EdgeDisplacement(crop_size=32, stride=4, depth=18, base_width=16)
+    load_irn_weights(wrapper, model.state_dict())
+    loss_model = AffinityDisplacementLoss(PathIndex(radius=3, default_size=(8, 8)), depth=50, base_width=8)
+    assert loss_model.fc_edge5[0].weight.shape == (32, 256, 1, 1)
+    assert all(len(t.shape) for t in loss_model(torch.randn(1, 3, 32, 32)))

@@ -135,3 +135,36 @@ def test_convert_original_state_dict() -> None:
     original.update({"stage1.0.weight": model.backbone.conv1.weight, "classifier.weight": model.classifier.weight})
     converted = ResNetCAM.convert_original_state_dict(original)
     model.load_state_dict(converted, strict=True)
+
+
+def test_base_width_keeps_torchvision_keys_and_scales_shapes() -> None:
+    tv = {k: tuple(v.shape) for k, v in torchvision.models.resnet18(weights=None).state_dict().items()
+          if not k.startswith("fc.")}
+    narrow = build_resnet(18, base_width=16)
+    own = {k: tuple(v.shape) for k, v in narrow.state_dict().items()}
+    assert list(own) == list(tv)
+    assert own["conv1.weight"] == (16, 3, 7, 7) and own["layer4.1.conv2.weight"] == (128, 128, 3, 3)
+    assert all(o[0] * 4 == t[0] for (k, o), t in zip(own.items(), tv.values()) if o)  # every output dim / 4
+    assert narrow.out_channels == 128
+    with torch.no_grad():
+        assert narrow.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 128, 4, 4)
+    cam = ResNetCAM(depth=18, num_classes=5, base_width=16)
+    assert cam.classifier.weight.shape == (5, 128, 1, 1)
+
+
+def test_layers_override_keeps_the_block_kind() -> None:
+    model = build_resnet(50, base_width=16, layers=(1, 1, 1, 1))
+    assert [len(m) for m in (model.layer1, model.layer2, model.layer3, model.layer4)] == [1, 1, 1, 1]
+    assert model.layer4[0].conv3.weight.shape == (512, 128, 1, 1) and model.out_channels == 512
+    assert "layer1.0.downsample.0.weight" in model.state_dict()
+    with pytest.raises(ValueError):
+        build_resnet(50, layers=(1, 1, 1))
+
+
+def test_width_mismatch_names_the_width_flags(tmp_path) -> None:
+    path = tmp_path / "narrow.pth"
+    torch.save(build_resnet(18, base_width=16).state_dict(), path)
+    with pytest.raises(PretrainedWeightsError, match=r"base width is 16.*model's 64.*--cam_cnn_width"):
+        load_resnet_imagenet(build_resnet(18), 18, str(path), flag="--cam_cnn_pretrained")
+    narrow = build_resnet(18, base_width=16)
+    load_resnet_imagenet(narrow, 18, str(path), flag="--cam_cnn_pretrained")

@@ -173,6 +173,80 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "frame":
         m = np.maximum(au, av)
         return (m <= 1.0) & (m >= 0.62)
+    if shape in EXTRA_SHAPES:
+        return _extra_shape_mask(shape, u, v)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+# Shapes no VOC demo class uses (nor the CUB demo's): the object kinds of the stand-in pretraining set
+# (misc/standin_data.py), as ImageNet's classes are not VOC's.
+EXTRA_SHAPES: tuple[str, ...] = ("heart", "trapezoid", "pentagon", "keyhole", "tshape", "chevron", "hourglass",
+                                 "pacman", "parallelogram", "teardrop", "cloud", "dumbbell", "lightning", "mushroom",
+                                 "lens", "gear")
+
+_LIGHTNING = np.asarray([(0.15, -1.0), (-0.75, 0.15), (-0.1, 0.15), (-0.35, 1.0), (0.75, -0.25), (0.1, -0.25),
+                         (0.55, -1.0)], np.float32)
+
+
+def _polygon_mask(u: np.ndarray, v: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test of (u, v) against the closed polygon ``pts`` (N, 2) of (u, v) vertices."""
+    inside = np.zeros(np.broadcast_shapes(u.shape, v.shape), bool)
+    for (u0, v0), (u1, v1) in zip(pts, np.roll(pts, -1, axis=0)):
+        if v0 == v1:
+            continue
+        crosses = (v0 > v) != (v1 > v)
+        u_at = u0 + (v - v0) * (u1 - u0) / (v1 - v0)
+        inside ^= crosses & (u < u_at)
+    return inside
+
+
+def _extra_shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Boolean mask of one of :data:`EXTRA_SHAPES` (same frame as :func:`_shape_mask`)."""
+    au, av = np.abs(u), np.abs(v)
+    r2 = u * u + v * v
+    if shape == "heart":  # (x² + y² - 1)³ ≤ x² y³, y up, scaled into [-1, 1]²
+        x, y = u * 1.15, -v * 1.2 + 0.15
+        q = x * x + y * y - 1.0
+        return q * q * q <= x * x * y * y * y
+    if shape == "trapezoid":  # narrow side up
+        return (av <= 0.8) & (au <= 0.5 + 0.5 * (v + 0.8) / 1.6)
+    if shape == "pentagon":  # apex up
+        ok = np.ones(np.broadcast_shapes(u.shape, v.shape), bool)
+        for k in range(5):
+            a = np.pi / 2 + 2 * np.pi * k / 5  # outward edge normals: one points down (flat base)
+            ok &= u * np.float32(np.cos(a)) + v * np.float32(np.sin(a)) <= np.float32(np.cos(np.pi / 5))
+        return ok
+    if shape == "keyhole":
+        return (u * u + (v + 0.42) ** 2 <= 0.55 ** 2) | ((v >= -0.2) & (v <= 1.0) & (au <= 0.22 + 0.3 * (v + 0.2)))
+    if shape == "tshape":
+        return ((v >= -1.0) & (v <= -0.45) & (au <= 1.0)) | ((au <= 0.28) & (av <= 1.0))
+    if shape == "chevron":  # a thick V
+        d = v + 0.95 * au
+        return (d >= -0.75) & (d <= 0.1) & (au <= 1.0) & (av <= 1.0)
+    if shape == "hourglass":
+        return (av <= 1.0) & (au <= 0.12 + 0.88 * av)
+    if shape == "pacman":  # a disc with a wedge cut out on the right
+        return (r2 <= 1.0) & ~((u > 0) & (av < 0.75 * u))
+    if shape == "parallelogram":
+        return (av <= 0.75) & (np.abs(u + 0.5 * v) <= 0.62)
+    if shape == "teardrop":  # round bottom, tip up
+        return (u * u + (v - 0.35) ** 2 <= 0.65 ** 2) | ((v >= -1.0) & (v <= 0.35) & (au <= 0.6 * (v + 1.0) / 1.35))
+    if shape == "cloud":
+        puffs = (((u + 0.5) ** 2 + (v - 0.1) ** 2 <= 0.45 ** 2) | ((u - 0.5) ** 2 + (v - 0.1) ** 2 <= 0.45 ** 2)
+                 | (u * u + (v + 0.2) ** 2 <= 0.6 ** 2))
+        return puffs | ((au <= 0.75) & (v >= 0.0) & (v <= 0.55))
+    if shape == "dumbbell":
+        return ((au - 0.68) ** 2 + v * v <= 0.32 ** 2) | ((au <= 0.7) & (av <= 0.12))
+    if shape == "lightning":
+        return _polygon_mask(u, v, _LIGHTNING)
+    if shape == "mushroom":
+        cap = (u * u + ((v + 0.05) / 0.95) ** 2 <= 1.0) & (v <= -0.05)
+        return cap | ((au <= 0.3) & (v >= -0.1) & (v <= 1.0))
+    if shape == "lens":  # intersection of two discs: a vertical leaf
+        return ((u - 0.75) ** 2 + v * v <= 1.25 ** 2) & ((u + 0.75) ** 2 + v * v <= 1.25 ** 2)
+    if shape == "gear":  # 8 square teeth
+        teeth = np.cos(8.0 * np.arctan2(v, u)) > 0
+        return r2 <= np.where(teeth, 1.0, 0.72 ** 2)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -197,6 +271,12 @@ def _texture(kind: str, x: np.ndarray, y: np.ndarray, v: np.ndarray, period: flo
         return (np.floor(np.sqrt(x * x + y * y) / half) % 2) == 1
     if kind == "split":
         return np.broadcast_to(v >= -0.42, np.broadcast_shapes(x.shape, y.shape))
+    if kind == "waves":  # wavy horizontal stripes
+        return (np.floor((y + half * np.sin(x * (np.pi / period))) / half) % 2) == 1
+    if kind == "grid":  # thin lines on the base colour
+        return ((x / period - np.floor(x / period)) < 0.28) | ((y / period - np.floor(y / period)) < 0.28)
+    if kind == "band":  # one horizontal band across the middle
+        return np.broadcast_to(np.abs(v) <= 0.3, np.broadcast_shapes(x.shape, y.shape))
     raise ValueError(f"unknown texture {kind!r}")
 
 
@@ -286,11 +366,13 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-def _draw_object(rng: np.random.Generator, cls: int, h: int, w: int) -> _Object | None:
-    """Rasterise one object of class ``cls`` (0-based) with random size, position, aspect and rotation."""
-    style = CLASS_STYLES[cls]
+def _draw_object(rng: np.random.Generator, cls: int, h: int, w: int, styles: Sequence[ClassStyle] = CLASS_STYLES,
+                 size_range: tuple[float, float] = (0.14, 0.42)) -> _Object | None:
+    """Rasterise one object of class ``cls`` (0-based index into ``styles``) with random size (half-extent of the
+    longer axis, a fraction ``size_range`` of the shorter image side), position, aspect and rotation."""
+    style = styles[cls]
     side = min(h, w)
-    size = rng.uniform(0.14, 0.42) * side  # half-extent of the longer axis, pixels
+    size = rng.uniform(*size_range) * side  # half-extent of the longer axis, pixels
     jitter = rng.uniform(0.85, 1.15)
     sx = size * style.aspect[0] * jitter
     sy = size * style.aspect[1] / jitter
@@ -329,8 +411,10 @@ def _visible_counts(instances: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(instances.ravel(), minlength=n + 1)[: n + 1]
 
 
-def render_image(rng: np.random.Generator, h: int, w: int, first_class: int, max_objects: int = 3) -> RenderedImage:
-    """Draw one sample of size (h, w); the first object has class ``first_class`` (0-based).
+def render_image(rng: np.random.Generator, h: int, w: int, first_class: int, max_objects: int = 3,
+                 styles: Sequence[ClassStyle] = CLASS_STYLES) -> RenderedImage:
+    """Draw one sample of size (h, w); the first object has class ``first_class`` (0-based index into ``styles``,
+    default the 20 VOC classes; ``classes`` of the result are 1-based indices into ``styles``).
 
     Objects are added one by one; an object is redrawn (up to 8 tries, then dropped) when it would leave itself or
     an earlier object with fewer than max(35 % of its own pixels, a minimum) visible pixels, or too few pixels
@@ -350,9 +434,9 @@ def render_image(rng: np.random.Generator, h: int, w: int, first_class: int, max
         elif rng.random() < 0.25:
             cls = objects[int(rng.integers(len(objects)))].cls  # a second instance of a present class
         else:
-            cls = int(rng.integers(NUM_CLASSES))
+            cls = int(rng.integers(len(styles)))
         for _ in range(8):
-            obj = _draw_object(rng, cls, h, w)
+            obj = _draw_object(rng, cls, h, w, styles)
             if obj is None or int(obj.mask.sum()) < min_pixels * 2:
                 continue
             trial = instances.copy()
@@ -371,7 +455,7 @@ def render_image(rng: np.random.Generator, h: int, w: int, first_class: int, max
     if not objects:  # practically unreachable; keep the contract of >= 1 object
         obj = None
         while obj is None or int(obj.mask.sum()) < min_pixels * 2:
-            obj = _draw_object(rng, first_class, h, w)
+            obj = _draw_object(rng, first_class, h, w, styles)
         instances[obj.rows, obj.cols][obj.mask] = 1
         objects.append(obj)
         border_width = 2
