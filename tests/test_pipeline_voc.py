@@ -158,7 +158,7 @@ def test_identical_rerun_skips_training_then_changed_flag_recomputes_only_what_i
     log = _log_since(work, n_runs + 2)
     assert "train_cam: up to date" in log and "train_irn: up to date" in log
     assert "make_cam: 0 processed" in log and "cam_to_ir_label: 0 processed" in log
-    assert "make_sem_seg_labels: removing" in log and "beta: 10 -> 8" in log
+    assert "make_sem_seg_labels: removing" in log and "beta: 10.0 -> 8.0" in log
     n_masks = len(list((work / "result" / "sem_seg").glob("*.png")))
     assert f"make_sem_seg_labels: {n_masks} processed" in log
     assert "train_deeplab: configuration changed" in log and "train_deeplab: up to date" not in log
