@@ -117,13 +117,41 @@ def float_list(value: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected a list of numbers, got {value!r}") from None
 
 
+def shard_spec(value: str) -> str:
+    """``K/N`` with 0 <= K < N (checked by :func:`misc.runner.parse_shard`), kept as given."""
+    from misc.runner import parse_shard
+
+    try:
+        parse_shard(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--shard ")) from None
+    return value
+
+
+def device_spec(value: str) -> str:
+    """``auto`` or a device torch can name (``cpu``, ``cuda``, ``cuda:N``); whether it is usable is checked by
+    :func:`misc.preflight.validate_args`."""
+    if value == "auto":
+        return value
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}") from None
+    return value
+
+
 class _FloatList(argparse.Action):
     """Accepts ``--flag 1.0 0.5 1.5`` and ``--flag 1.0,0.5,1.5``."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         out: list[float] = []
         for v in values if isinstance(values, list) else [values]:
-            out.extend(float_list(v))
+            try:
+                out.extend(float_list(v))
+            except argparse.ArgumentTypeError as exc:  # a usage error (rc 2), as for the type= flags
+                raise argparse.ArgumentError(self, str(exc)) from None
         if not out:
             raise argparse.ArgumentError(self, "needs at least one number")
         setattr(namespace, self.dest, tuple(out))
@@ -138,8 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--demo", action="store_true", help="use the built-in synthetic dataset and the demo preset")
     g.add_argument("--preset", choices=sorted(PRESETS), default=None, help="named overrides (--demo implies demo)")
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and steps; write nothing")
+    g.add_argument("--debug", action="store_true",
+                   help="on a user error (bad flag, file, device, no space...) also print the traceback (it is "
+                        "always in the log file)")
     g.add_argument("--work_dir", default=".", help="relative sess/, result/, log and data paths resolve here")
-    g.add_argument("--device", default="auto", help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
+    g.add_argument("--device", type=device_spec, default="auto", help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", type=amp_mode, default="off",
                    help="mixed precision on GPU: off, bf16 (Ampere and newer) or fp16 (with a gradient scaler, e.g. "
                         "the paper's RTX 2080 Ti); true = bf16")
@@ -149,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes of the plain launch (default: every visible GPU, 1 on the CPU); with --device cpu "
                         "N>1 runs N gloo processes, a rehearsal of the multi-GPU path")
     g.add_argument("--overwrite", type=str2bool, default=False, help="redo per-image outputs that already exist")
-    g.add_argument("--shard", default=None, help="K/N: per-image steps take every N-th id from the K-th")
+    g.add_argument("--shard", type=shard_spec, default=None, help="K/N: per-image steps take every N-th id from the K-th")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--result_dir", default="result", help="metrics.json, config.json and vis/ go here")
     g.add_argument("--vis_num", type=int, default=8, help="number of images for the PNG overlays in result/vis")
@@ -381,13 +412,19 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     from misc.results import prune_stale_metrics
 
+    from misc.preflight import validate_args
+
     steps = planned_steps(args)
+    modules = [m for _, m in steps]
+    validate_args(args, modules)  # flags, device, writable folders: before anything is written
     rank = int(os.environ.get("RANK", "0"))
     os.environ["CRT_TF32"] = "1" if args.tf32 else "0"
     if under_torchrun():
         from misc.distributed import init_from_env
 
         init_from_env(args.device)
+    if rank == 0:
+        check_pretrained(args, modules)  # before the demo data and the dataset index (seconds, not minutes)
     for d in (args.sess_dir, args.result_dir):
         os.makedirs(d, exist_ok=True)
     if rank == 0:
@@ -395,7 +432,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             prepare_demo_data(args)
         write_json(Path(args.result_dir) / "config.json", vars(args))
         log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
-        prepare_shared_state(args, [m for _, m in steps])
+        prepare_shared_state(args, modules)
     barrier()  # shared state (index, held-out list) exists before any other process reads it
     timings: dict[str, float] = {}
     for _, module_name in steps:
@@ -411,10 +448,19 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     return timings
 
 
+def check_pretrained(args: argparse.Namespace, modules: Sequence[str]) -> None:
+    """Check every pretrained source the planned training steps load (a missing file, a file of another model or
+    an unreachable name fails now, in seconds, with one line per problem; not hours later)."""
+    training = [m for m in modules if m in TRAIN_STEPS]
+    if training and not args.no_pretrained:
+        from misc.preflight import check_pretrained_sources
+
+        check_pretrained_sources(args, training)
+
+
 def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> None:
-    """Once, in one process, before any step: the dataset index (or CUB held-out list) every process reads, and
-    the check of every pretrained source the planned training steps load (a missing file or an unreachable name
-    fails now, not hours later)."""
+    """Once, in one process, before any step: the dataset index (or CUB held-out list) every process reads.
+    (The pretrained sources are checked earlier, by :func:`check_pretrained`.)"""
     if args.dataset == "cub":
         if any(m in modules for m in ("step.train_wsol", "step.eval_wsol")):
             from cub.dataset import CUBMetadata, load_or_make_heldout
@@ -425,16 +471,46 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
         from voc12.dataloader import open_voc
 
         open_voc(args.voc12_root, args.list_cache_dir)
-    training = [m for m in modules if m in TRAIN_STEPS]
-    if training and not args.no_pretrained:
-        from misc.preflight import check_pretrained_sources
 
-        check_pretrained_sources(args, training)
+
+def _user_error_message(exc: BaseException) -> str | None:
+    """The message shown for ``exc`` when the user can fix its cause (a :class:`misc.errors.UserError`, or no
+    space / no permission / a read-only file system while writing), else None: a bug."""
+    from misc.errors import UserError, os_error_message
+
+    return str(exc) if isinstance(exc, UserError) else os_error_message(exc)
+
+
+def _report_user_error(message: str, trace: str, debug: bool, log_path: Path | None) -> int:
+    """``crt: error: <message>`` on stderr (and the traceback with ``--debug``); both into the log file."""
+    text = f"crt: error: {message}\n"
+    if log_path is not None:
+        try:
+            with open(log_path, "a") as f:
+                f.write(trace + text)
+        except OSError:
+            pass  # the log itself cannot be written (e.g. a full disk): the console still has the message
+    sys.stderr.write((trace if debug else "") + text)
+    sys.stderr.flush()
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, check and run; returns the exit code: 0 done, 2 a usage or user error (one line on stderr, the
+    traceback in the log file and, with ``--debug``, on the console), 1 a bug (its traceback on the console)."""
+    import traceback
+
     args = parse_args(argv)
     steps = planned_steps(args)
+    try:
+        from misc.preflight import validate_args
+
+        validate_args(args, [m for _, m in steps])
+    except Exception as exc:  # noqa: BLE001 (a bug re-raises below)
+        message = _user_error_message(exc)
+        if message is None:
+            raise
+        return _report_user_error(message, traceback.format_exc(), args.debug, None)
     if args.dry_run:
         config = {k: v for k, v in vars(args).items() if not k.endswith("_pass")}
         print("resolved configuration:")
@@ -446,14 +522,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     log_path = Path(args.work_dir) / f"{args.log_name}.log"
     header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"
+    failure: tuple[str, str] | None = None
     with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
         setup_logging()
         try:
             timings = run(args)
-        except Exception:
-            log.exception("run failed")
-            return 1
-        log.info("all steps done: %s", timings)
+        except Exception as exc:
+            message = _user_error_message(exc)
+            if message is None:
+                log.exception("run failed")
+                return 1
+            failure = (message, traceback.format_exc())
+        else:
+            log.info("all steps done: %s", timings)
+    if failure is not None:  # after the tee: the traceback goes to the log file only (unless --debug)
+        return _report_user_error(*failure, args.debug, log_path)
     return 0
 
 

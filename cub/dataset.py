@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
+from misc.errors import UserError
 from misc.results import atomic_write
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ GET_CUB = (
 Split = Literal["train", "test", "all"]
 
 
-class CUBDatasetError(FileNotFoundError):
+class CUBDatasetError(UserError, FileNotFoundError):
     """The CUB folder is missing something or is inconsistent; the message says what and how to get the data."""
 
 
@@ -262,6 +263,22 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
     return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def check_heldout_per_class(meta: CUBMetadata, n_per_class: int) -> None:
+    """Raise :class:`CUBDatasetError` naming ``--wsol_heldout_per_class`` unless every class keeps at least one
+    train image after ``n_per_class`` of its train images are held out."""
+    counts: dict[int, int] = {}
+    for i in meta.split_ids("train"):
+        counts[meta.labels[i]] = counts.get(meta.labels[i], 0) + 1
+    if not counts:
+        raise CUBDatasetError(f"{meta.root} has no train images (train_test_split.txt marks none with 1)")
+    fewest = min(counts.values())
+    if n_per_class < 0 or n_per_class >= fewest:
+        label = min(counts, key=counts.get)
+        raise CUBDatasetError(
+            f"--wsol_heldout_per_class {n_per_class}: must be in [0, {fewest - 1}] for {meta.root} (class {label} "
+            f"has only {fewest} train image(s), and every class needs at least one left to train on)")
+
+
 def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class: int = 1) -> list[str]:
     """Read the held-out id list at ``path``, or build it (first n_per_class train ids per class) and write it
     atomically (two ranks building it at once both write the same complete list).
@@ -276,6 +293,7 @@ def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class
             raise CUBDatasetError(f"held-out list {path} names ids that are not train images of {meta.root}: "
                                   f"{bad[:10]}; delete it to rebuild")
         return ids
+    check_heldout_per_class(meta, n_per_class)
     ids = make_heldout_ids(meta, n_per_class)
     write_id_list(path, ids)
     log.info("wrote held-out list %s (%d images, %d per class)", path, len(ids), n_per_class)

@@ -15,10 +15,17 @@ log = logging.getLogger(__name__)
 
 
 def save_state_dict(state: dict, path: str | Path) -> None:
-    """Atomic ``torch.save`` (tensors and plain containers only: loadable with ``weights_only=True``)."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
+    """Atomic ``torch.save`` (tensors and plain containers only: loadable with ``weights_only=True``).
+
+    No space / no permission: :class:`misc.errors.OutputWriteError` naming ``path``, no temp file left behind and an
+    earlier checkpoint at ``path`` unchanged (see :func:`misc.results.atomic_write`)."""
+    buf = io.BytesIO()  # serialised in memory: the same bytes whatever the temp file's name
+
+    def write(tmp: str) -> None:
+        torch.save(state, buf)
+        Path(tmp).write_bytes(buf.getbuffer())
+
+    atomic_write(path, write)
 
 
 def load_resume(path: str | Path, device: torch.device, fp: str, config: dict | None = None,

@@ -7,6 +7,46 @@ The message names the file, id or flag and says what to do.
 """
 from __future__ import annotations
 
+import errno
+import os
+
 
 class UserError(Exception):
     """An error caused by the input or the environment, not by the code; its message is shown to the user as is."""
+
+
+class OutputWriteError(UserError, OSError):
+    """Writing an output failed for a reason outside the code (no space, no permission, read-only file system).
+
+    Also an :class:`OSError`, so that code catching ``OSError`` around a write still does."""
+
+
+# errno → (what happened, what to do); the causes of a failed write that the user can fix.
+_WRITE_CAUSES: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on device", "free space or choose another --work_dir"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or choose another --work_dir"),
+    errno.EACCES: ("permission denied", "make the folder writable or choose another --work_dir"),
+    errno.EPERM: ("operation not permitted", "make the folder writable or choose another --work_dir"),
+    errno.EROFS: ("read-only file system", "choose another --work_dir on a writable file system"),
+}
+
+
+def write_error(exc: OSError, path: str | os.PathLike) -> OutputWriteError | None:
+    """The user-facing error for ``exc`` raised while writing ``path``, or None when ``exc`` is not one of the
+    causes a user can fix (then it is a bug and propagates as is). Use as ``raise err from exc``."""
+    cause = _WRITE_CAUSES.get(exc.errno) if isinstance(exc, OSError) and not isinstance(exc, UserError) else None
+    if cause is None:
+        return None
+    err = OutputWriteError(f"{cause[0]} while writing {path}: {cause[1]}")
+    err.errno = exc.errno
+    return err
+
+
+def os_error_message(exc: BaseException) -> str | None:
+    """The one-line message of an :class:`OSError` whose cause the user can fix (see :func:`write_error`) that was
+    not converted where it was raised, naming its file when known; None for any other error."""
+    cause = _WRITE_CAUSES.get(exc.errno) if isinstance(exc, OSError) and not isinstance(exc, UserError) else None
+    if cause is None:
+        return None
+    where = f" ({exc.filename})" if exc.filename is not None else ""
+    return f"{cause[0]}{where}: {cause[1]}"

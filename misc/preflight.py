@@ -1,4 +1,8 @@
-"""Check every pretrained source the planned steps need before the first step starts (seconds, not hours).
+"""Check the flags and every pretrained source of the planned steps before the first step starts (seconds, not
+hours).
+
+:func:`validate_args` checks the flags themselves (numeric ranges, ``--shard``, ``--device``, writable output
+folders), also under ``--dry_run``; it writes nothing.
 
 :func:`check_pretrained_sources` looks at each (flag, source, receiving model) of the planned training steps:
 
@@ -19,15 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
+from misc.errors import UserError
 from misc.weights import (PretrainedWeightsError, download_problem, is_local_source, read_state_dict,
                           resolve_timm_weights, warn_if_not_original)
 
@@ -241,3 +249,185 @@ def check_pretrained_sources(args, step_modules: Sequence[str], *, network_timeo
         raise PretrainedWeightsError(
             f"{len(problems)} pretrained weight source(s) cannot be used; nothing was run:\n"
             + "\n".join(f"  - {p}" for p in problems))
+
+
+# ------------------------------------------------------------------------------------------------ flags, device, folders
+# Ranges of the numeric flags (checked when the flag exists on ``args``). Integers: (flags, least value).
+_INT_AT_LEAST: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("cam_crop_size", "cam_batch_size", "cam_num_epoches", "cam_resize_long", "cam_cnn_width", "vit_embed_dim",
+      "vit_depth", "vit_num_heads", "vit_patch_size", "vit_tile_size", "vit_num_passes",
+      "irn_crop_size", "irn_batch_size", "irn_num_epoches", "irn_backbone_width",
+      "deeplab_iters", "deeplab_batch_size", "deeplab_iter_size", "deeplab_crop_size", "deeplab_checkpoint_every",
+      "deeplab_poly_step", "deeplab_base_width", "deeplab_blocks",
+      "wsol_num_classes", "wsol_epochs", "wsol_batch_size", "wsol_lr_decay_epochs", "wsol_l1_window",
+      "wsol_image_size", "wsol_patch_size", "wsol_resize_size", "wsol_cnn_width", "nproc",
+      "demo_num_train", "demo_num_val", "demo_image_size", "demo_max_objects", "cub_demo_classes",
+      "cub_demo_train_per_class", "cub_demo_test_per_class"), 1),
+    (("num_workers", "vis_num", "exp_times", "demo_num_extra", "demo_num_test", "wsol_heldout_per_class"), 0),
+)
+# Floats: (flags, low, high, low inclusive, high inclusive); every value of a list flag is checked.
+_FLOAT_RANGES: tuple[tuple[tuple[str, ...], float, float, bool, bool], ...] = (
+    (("cam_eval_thres", "cam_eval_sweep", "conf_fg_thres", "conf_bg_thres", "ins_seg_bg_thres", "sem_seg_bg_thres",
+      "wsol_cam_thr", "cam_momentum", "irn_momentum", "deeplab_momentum"), 0.0, 1.0, True, True),
+    (("wsol_drop_path",), 0.0, 1.0, True, False),
+    (("cam_scales", "deeplab_scales", "cam_learning_rate", "irn_learning_rate", "deeplab_lr", "wsol_lr",
+      "wsol_cnn_lr", "wsol_cnn_cls_lr", "cam_head_lr_mult", "beta"), 0.0, math.inf, False, False),
+    (("cam_weight_decay", "irn_weight_decay", "deeplab_weight_decay", "wsol_weight_decay", "wsol_cnn_weight_decay",
+      "cam_lambda", "deeplab_poly_power"), 0.0, math.inf, True, False),
+)
+# Output folders (a ``*_dir`` flag) or files (a ``*_name`` flag: its folder) each planned step writes.
+_STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "train_cam": ("cam1_weights_name", "cam2_weights_name"), "make_cam": ("cam_out_dir",),
+    "cam_to_ir_label": ("ir_label_out_dir",), "train_irn": ("irn_weights_name",),
+    "make_ins_seg_labels": ("ins_seg_out_dir",), "make_sem_seg_labels": ("sem_seg_out_dir",),
+    "train_deeplab": ("deeplab_weights_name",), "eval_deeplab": ("deeplab_out_dir",),
+    "export_deeplab_test": ("deeplab_out_dir",),
+    "train_wsol": ("wsol_weights_name", "wsol_cnn_weights_name", "wsol_out_dir"), "eval_wsol": ("wsol_out_dir",),
+}
+
+
+def _shown(value: object) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _range_text(low: float, high: float, low_in: bool, high_in: bool) -> str:
+    if high == math.inf:
+        return f"{'>=' if low_in else '>'} {low:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
+def _number_problems(args) -> list[str]:
+    problems = []
+    for flags, least in _INT_AT_LEAST:
+        for flag in flags:
+            value = getattr(args, flag, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if value is not None and any(v < least for v in values):
+                what = "every value " if isinstance(value, (list, tuple)) else ""
+                problems.append(f"--{flag} {_shown(value)}: {what}must be an integer >= {least}")
+    for flags, low, high, low_in, high_in in _FLOAT_RANGES:
+        for flag in flags:
+            value = getattr(args, flag, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+
+            def inside(v: float) -> bool:
+                return math.isfinite(v) and (low <= v if low_in else low < v) and (v <= high if high_in else v < high)
+
+            if value is not None and not all(inside(float(v)) for v in values):
+                what = "every value " if isinstance(value, (list, tuple)) else ""
+                problems.append(f"--{flag} {_shown(value)}: {what}must be {_range_text(low, high, low_in, high_in)}")
+    return problems
+
+
+def _shard_problem(args) -> str | None:
+    from misc.runner import parse_shard
+
+    try:
+        parse_shard(getattr(args, "shard", None))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _device_problem(args) -> str | None:
+    """--device names a device this process can use (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ...)."""
+    value = getattr(args, "device", "auto")
+    if value == "auto":
+        return None
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError) as exc:
+        return f"--device {value}: not a device ({exc}); use auto, cpu, cuda or cuda:N"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            why = f"torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'}" + (
+                f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "")
+            return f"--device {value}: no CUDA device is visible ({why}); use --device cpu"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"--device {value}: only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
+    return None
+
+
+def probe_write(folder: str | os.PathLike) -> None:
+    """Create and remove a temporary file in the existing folder ``folder``; raises :class:`OSError` if it fails."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _folder_problems(args, step_names: Sequence[str]) -> list[str]:
+    """Each output folder (made or not yet) can receive files: the nearest existing folder above it takes a temp
+    file. Nothing is left behind (``--dry_run`` writes nothing)."""
+    folders: list[tuple[str, Path]] = []
+    if getattr(args, "work_dir", None):
+        folders.append(("--work_dir", Path(args.work_dir)))
+    if getattr(args, "result_dir", None):
+        folders.append(("--result_dir", Path(args.result_dir)))
+    if getattr(args, "cam2_weights_name", None):  # run() makes the sess folder, the one of --cam2_weights_name
+        folders.append(("--cam2_weights_name", Path(args.cam2_weights_name).parent))
+    for step in step_names:
+        for flag in _STEP_OUTPUTS.get(step, ()):
+            value = getattr(args, flag, None)
+            if value:
+                folders.append((f"--{flag}", Path(value) if flag.endswith("_dir") else Path(value).parent))
+    problems, probed = [], set()
+    for flag, folder in folders:
+        folder = folder.absolute()
+        base = _nearest_existing(folder)
+        if base in probed:
+            continue
+        probed.add(base)
+        if not base.is_dir():
+            problems.append(f"{flag} {folder}: {base} is a file, not a folder; choose another {flag}")
+            continue
+        try:
+            probe_write(base)
+        except OSError as exc:
+            why = (exc.strerror or str(exc)).lower()
+            problems.append(f"{flag} {folder}: cannot create files in {base} ({why}); make it writable or choose "
+                            f"another {flag}")
+    return problems
+
+
+def _heldout_problem(args, step_names: Sequence[str]) -> str | None:
+    """--wsol_heldout_per_class leaves every CUB class a train image; knowable here for the demo data that is not
+    written yet (its size is in the flags); an existing CUB folder is checked where the list is made
+    (:func:`cub.dataset.check_heldout_per_class`)."""
+    if getattr(args, "dataset", None) != "cub" or not {"train_wsol", "eval_wsol"} & set(step_names):
+        return None
+    n = args.wsol_heldout_per_class
+    if args.wsol_select_on == "heldout" and n < 1:
+        return (f"--wsol_heldout_per_class {n}: must be >= 1 with --wsol_select_on heldout (or select on the test "
+                f"set: --wsol_select_on test)")
+    if getattr(args, "demo", False) and not (Path(args.cub_root) / "images.txt").is_file():
+        per_class = args.cub_demo_train_per_class
+        if n >= per_class:
+            return (f"--wsol_heldout_per_class {n}: must be in [0, {per_class - 1}]: the demo CUB data has "
+                    f"{per_class} train image(s) per class, and every class needs at least one left to train on")
+    return None
+
+
+def validate_args(args, step_modules: Sequence[str]) -> None:
+    """Check the flags of a run before anything is written or computed: numeric ranges (positive sizes, epochs,
+    iterations, scales; thresholds in [0, 1]), ``--shard``, ``--device``, the CUB held-out count and that every
+    output folder is writable. Raises one :class:`misc.errors.UserError` naming each bad flag and its allowed
+    range. Pretrained sources are checked by :func:`check_pretrained_sources`."""
+    step_names = [m.rsplit(".", 1)[-1] for m in step_modules]
+    problems = _number_problems(args)
+    for problem in (_shard_problem(args), _device_problem(args), _heldout_problem(args, step_names)):
+        if problem:
+            problems.append(problem)
+    if not problems:  # ranges first: a folder check is pointless for a run that cannot start anyway
+        problems.extend(_folder_problems(args, step_names))
+    if len(problems) == 1:
+        raise UserError(problems[0])
+    if problems:
+        raise UserError(f"{len(problems)} flag values cannot be used; nothing was run:\n"
+                        + "\n".join(f"  - {p}" for p in problems))

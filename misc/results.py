@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from misc.errors import write_error
+
 
 def _file_mode() -> int:
     """0o666 minus the process umask: the mode a plain ``open(path, "w")`` would give (mkstemp gives 0o600)."""
@@ -22,19 +24,25 @@ def _file_mode() -> int:
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a uniquely named temp file beside ``path``, then rename it into place.
 
-    Concurrent writers of the same path never share a temp file; the result honours the umask.
+    Concurrent writers of the same path never share a temp file; the result honours the umask. No space, no
+    permission or a read-only file system raise :class:`misc.errors.OutputWriteError` naming ``path`` (a
+    :class:`misc.errors.UserError`); the temp file is removed first, and an earlier ``path`` stays as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        err = write_error(exc, path) if isinstance(exc, OSError) else None
+        if err is not None:
+            raise err from exc
         raise
 
 
@@ -102,8 +110,15 @@ def update_metrics(result_dir: str | os.PathLike, key: str, values: dict,
         entry["inputs"] = {p: identity(p) for p in inputs}
     metrics[key] = entry
     write_json(path, metrics)
-    with open(Path(result_dir) / "metrics_history.jsonl", "a") as f:
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "step": key, **entry}) + "\n")
+    history = Path(result_dir) / "metrics_history.jsonl"
+    try:
+        with open(history, "a") as f:
+            f.write(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "step": key, **entry}) + "\n")
+    except OSError as exc:
+        err = write_error(exc, history)
+        if err is not None:
+            raise err from exc
+        raise
     return metrics
 
 

@@ -35,6 +35,7 @@ import torch
 
 from misc.checkpoint import load_resume, save_state_dict
 from misc.distributed import DistContext, barrier, launch, make_loader
+from misc.errors import UserError
 from misc.fingerprint import canonical, config_diff, fingerprint, write_sidecar
 from misc.results import atomic_write, update_metrics, write_json
 from misc.torchutils import autocast
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 __all__ = ["TrainJob", "run_training", "autocast", "seed_everything", "NonFiniteLossError", "split_batch"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A loss became NaN or infinite: training stopped before saving anything non-finite."""
 
 

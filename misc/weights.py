@@ -25,6 +25,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from misc.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pth.tar")
@@ -36,7 +38,7 @@ STRIP_PREFIXES = ("module.", "backbone.")
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(UserError, RuntimeError):
     """Raised when pretrained weights can be neither fetched nor read from a local file, or do not fit the model."""
 
 

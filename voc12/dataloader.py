@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from misc import imutils
+from misc.errors import UserError
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize
 from misc.results import atomic_write
 
@@ -36,11 +37,11 @@ GET_VOC = (
 )
 
 
-class VOCLayoutError(FileNotFoundError):
+class VOCLayoutError(UserError, FileNotFoundError):
     """The VOC folder lacks something a step needs; the message lists all of it and how to get it."""
 
 
-class VOCSplitError(ValueError):
+class VOCSplitError(UserError, ValueError):
     """A ``--*_list`` value is neither a list file nor a split the VOC folder provides; the message says what
     folder or file would provide it and how to get it."""
 
