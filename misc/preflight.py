@@ -183,6 +183,30 @@ def _check_state(need: Need, state: Mapping[str, torch.Tensor], shown: str) -> s
     return None
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` with its whitespace (newlines too) collapsed, cut at ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    """Why the file at ``path`` is no checkpoint, in one line: a text file is named as such."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if not head:
+        return "cannot be read: it is an empty file, not a checkpoint"
+    if text is not None and all(c.isprintable() or c in "\n\r\t" for c in text):
+        return f"cannot be read: it is a text file, not a checkpoint (it starts with {_one_line(text, 60)!r})"
+    return f"cannot be read with torch.load(weights_only=True) ({type(exc).__name__}: {_one_line(str(exc))})"
+
+
 def check_need(need: Need, *, network_timeout_s: float = 3.0,
                state_cache: dict[str, Mapping[str, torch.Tensor] | str] | None = None,
                probes: dict[str, str | None] | None = None) -> str | None:
@@ -198,7 +222,7 @@ def check_need(need: Need, *, network_timeout_s: float = 3.0,
             try:
                 cache[path] = read_state_dict(path, lazy=True)
             except Exception as exc:  # unreadable, not a checkpoint, pickled objects refused by weights_only
-                cache[path] = f"cannot be read with torch.load(weights_only=True) ({type(exc).__name__}: {exc})"
+                cache[path] = _unreadable(path, exc)
         state = cache[path]
         if isinstance(state, str):
             return _problem(need, path, f"{state}. {advice}")
@@ -242,7 +266,7 @@ def check_pretrained_sources(args, step_modules: Sequence[str], *, network_timeo
         seen.add(key)
         problem = check_need(need, network_timeout_s=network_timeout_s, state_cache=state_cache, probes=probes)
         if problem:
-            problems.append(problem)
+            problems.append(" ".join(problem.split()))  # one line per problem
     log.info("preflight: %d pretrained source(s) checked in %.1f s, %d problem(s)", len(seen),
              time.perf_counter() - start, len(problems))
     if problems:
