@@ -263,7 +263,8 @@ def test_disk_full_during_a_checkpoint_save(tmp_path, capfd, monkeypatch):
     """A finished train_cam run, then a rerun of another configuration whose checkpoint save hits a full disk:
     one line, rc 2, no temp file, the earlier metrics.json and weights unchanged."""
     work = tmp_path / "w"
-    argv = tiny(work, "--demo", "--cam_num_epoches", "1", *only("train_cam"))
+    argv = tiny(work, "--demo", "--cam_num_epoches", "1", "--cam_cnn_width", "8", "--cam_batch_size", "9",
+                "--cam_crop_size", "64", *only("train_cam"))
     rc, _, err = call(argv, capfd)
     assert rc == 0, err
     metrics, weights = work / "result" / "metrics.json", work / "sess" / "deits_cam.pth"
