@@ -18,6 +18,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from misc.errors import FlagValueError, UserError
+
+
+class DeviceUnavailableError(UserError, RuntimeError):
+    """``--device`` names a device this process cannot use."""
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -45,7 +51,7 @@ def resolve_device(device_arg: str, local_rank: int = 0) -> torch.device:
         return torch.device("cuda", local_rank)
     device = torch.device(device_arg)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device_arg}: no CUDA GPU is visible to this process (torch "
+        raise DeviceUnavailableError(f"--device {device_arg}: no CUDA GPU is visible to this process (torch "
                            f"{torch.__version__}); use --device cpu or auto")
     return device
 
@@ -159,10 +165,11 @@ class GlobalBatchSampler(Sampler):
     def __init__(self, num_items: int, global_batch: int, rank: int = 0, world_size: int = 1, *, seed: int = 0,
                  shuffle: bool = True, drop_last: bool = True, flag: str = "batch size") -> None:
         if global_batch < world_size:
-            raise ValueError(f"{flag} {global_batch} is smaller than the {world_size} processes: each process needs "
+            raise FlagValueError(f"{flag} {global_batch} is smaller than the {world_size} processes: each process needs "
                              f"at least one image per update; raise {flag} or use fewer processes")
         if num_items < global_batch and drop_last:
-            raise ValueError(f"{num_items} training images are fewer than one batch ({flag} {global_batch})")
+            raise FlagValueError(f"{num_items} training images are fewer than one batch ({flag} {global_batch}); "
+                                 f"choose a smaller {flag}")
         self.num_items, self.global_batch, self.rank, self.world = num_items, global_batch, rank, world_size
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.epoch, self.skip = 0, 0

@@ -15,6 +15,11 @@ class UserError(Exception):
     """An error caused by the input or the environment, not by the code; its message is shown to the user as is."""
 
 
+class FlagValueError(UserError, ValueError):
+    """A flag's value does not fit the data or the run (e.g. a batch larger than the training set, a bad
+    ``--shard``); the message names the flag. Also a :class:`ValueError`, as before."""
+
+
 class OutputWriteError(UserError, OSError):
     """Writing an output failed for a reason outside the code (no space, no permission, read-only file system).
 

@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from misc.errors import FlagValueError, UserError, os_error_message
+
 log = logging.getLogger(__name__)
 
 
@@ -58,9 +60,9 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     try:
         k, n = (int(v) for v in shard.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {shard!r}") from None
+        raise FlagValueError(f"--shard must look like K/N (e.g. 0/4), got {shard!r}") from None
     if not 0 <= k < n:
-        raise ValueError(f"--shard {shard}: need 0 <= K < N")
+        raise FlagValueError(f"--shard {shard}: need 0 <= K < N")
     return k, n
 
 
@@ -106,6 +108,9 @@ def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[
             try:
                 task.process(img_id, inputs)
             except Exception as exc:
+                message = str(exc) if isinstance(exc, UserError) else os_error_message(exc)
+                if message is not None:  # no space, no permission...: still the user's to fix, with the id
+                    raise UserError(f"{task.name}: image {img_id!r}: {message}") from exc
                 raise RuntimeError(f"{task.name}: image {img_id!r} failed: {type(exc).__name__}: {exc}") from exc
 
 

@@ -35,7 +35,7 @@ import torch
 
 from misc.checkpoint import load_resume, save_state_dict
 from misc.distributed import DistContext, barrier, launch, make_loader
-from misc.errors import UserError
+from misc.errors import FlagValueError, UserError
 from misc.fingerprint import canonical, config_diff, fingerprint, write_sidecar
 from misc.results import atomic_write, update_metrics, write_json
 from misc.torchutils import autocast
@@ -255,7 +255,8 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
     sampler = loader.batch_sampler
     updates_per_epoch = len(sampler)
     if updates_per_epoch == 0:
-        raise ValueError(f"{job.name}: {len(job.dataset)} images give no full batch of {job.global_batch}")
+        raise FlagValueError(f"{job.name}: {len(job.dataset)} images give no full batch of {job.global_batch}; "
+                             f"choose a smaller {job.batch_flag}")
     total = job.total_updates
     checkpoint_every = job.checkpoint_every or updates_per_epoch
     amp = args.amp

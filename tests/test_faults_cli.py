@@ -283,6 +283,34 @@ def test_disk_full_during_a_checkpoint_save(tmp_path, capfd, monkeypatch):
     assert json.loads(metrics.read_text())  # still valid JSON
 
 
+def test_per_image_write_failure_names_the_image(tmp_path):
+    from misc.runner import PerImageTask, run_per_image
+
+    class Full(PerImageTask):
+        name = "full"
+
+        def output_path(self, img_id):
+            return tmp_path / f"{img_id}.npz"
+
+        def process(self, img_id, inputs):
+            from misc.results import save_npz
+
+            save_npz(self.output_path(img_id), x=torch.zeros(1).numpy())
+
+    import misc.results
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(misc.results.Path, "write_bytes", _enospc)
+        with pytest.raises(UserError, match=r"full: image '7': no space left on device while writing .*7\.npz"):
+            run_per_image(Full(), ["7"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_larger_than_the_data(tmp_path, capfd):
+    rc, _, err = call(tiny(tmp_path / "w", "--demo", "--cam_batch_size", "500", *only("train_cam")), capfd)
+    assert_one_line_error(rc, err, "--cam_batch_size 500", "choose a smaller --cam_batch_size")
+
+
 # ------------------------------------------------------------------------------------------------ the rest
 def test_missing_dataset_is_one_line(tmp_path, capfd):
     rc, _, err = call(tiny(tmp_path / "w", "--voc12_root", str(tmp_path / "VOC2012"), *only("eval_cam")), capfd)
