@@ -466,7 +466,7 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
             from cub.dataset import CUBMetadata, load_or_make_heldout
 
             load_or_make_heldout(CUBMetadata.load(args.cub_root), Path(args.wsol_out_dir) / "heldout_ids.txt",
-                                 args.wsol_heldout_per_class)
+                                 args.wsol_heldout_per_class, leave_train=args.wsol_select_on == "heldout")
     elif modules:
         from voc12.dataloader import open_voc
 

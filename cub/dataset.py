@@ -274,14 +274,18 @@ def check_heldout_per_class(meta: CUBMetadata, n_per_class: int) -> None:
     fewest = min(counts.values())
     if n_per_class < 0 or n_per_class >= fewest:
         label = min(counts, key=counts.get)
+        allowed = f"must be in [1, {fewest - 1}]" if fewest > 1 else "no image can be held out"
         raise CUBDatasetError(
-            f"--wsol_heldout_per_class {n_per_class}: must be in [0, {fewest - 1}] for {meta.root} (class {label} "
-            f"has only {fewest} train image(s), and every class needs at least one left to train on)")
+            f"--wsol_heldout_per_class {n_per_class}: {allowed} for {meta.root} (class {label} has only {fewest} "
+            f"train image(s), and every class needs at least one left to train on); or select on the test set: "
+            f"--wsol_select_on test")
 
 
-def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class: int = 1) -> list[str]:
+def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class: int = 1, *,
+                         leave_train: bool = False) -> list[str]:
     """Read the held-out id list at ``path``, or build it (first n_per_class train ids per class) and write it
-    atomically (two ranks building it at once both write the same complete list).
+    atomically (two ranks building it at once both write the same complete list). ``leave_train`` (the list is
+    held out of training): a new list must leave every class a train image (:func:`check_heldout_per_class`).
 
     Every listed id must be a train image of ``meta``.
     """
@@ -293,7 +297,8 @@ def load_or_make_heldout(meta: CUBMetadata, path: str | os.PathLike, n_per_class
             raise CUBDatasetError(f"held-out list {path} names ids that are not train images of {meta.root}: "
                                   f"{bad[:10]}; delete it to rebuild")
         return ids
-    check_heldout_per_class(meta, n_per_class)
+    if leave_train:
+        check_heldout_per_class(meta, n_per_class)
     ids = make_heldout_ids(meta, n_per_class)
     write_id_list(path, ids)
     log.info("wrote held-out list %s (%d images, %d per class)", path, len(ids), n_per_class)

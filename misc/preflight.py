@@ -424,17 +424,20 @@ def _heldout_problem(args, step_names: Sequence[str]) -> str | None:
     """--wsol_heldout_per_class leaves every CUB class a train image; knowable here for the demo data that is not
     written yet (its size is in the flags); an existing CUB folder is checked where the list is made
     (:func:`cub.dataset.check_heldout_per_class`)."""
-    if getattr(args, "dataset", None) != "cub" or not {"train_wsol", "eval_wsol"} & set(step_names):
+    if (getattr(args, "dataset", None) != "cub" or not {"train_wsol", "eval_wsol"} & set(step_names)
+            or args.wsol_select_on != "heldout"):  # selecting on the test set: the list is not held out of training
         return None
     n = args.wsol_heldout_per_class
-    if args.wsol_select_on == "heldout" and n < 1:
+    if n < 1:
         return (f"--wsol_heldout_per_class {n}: must be >= 1 with --wsol_select_on heldout (or select on the test "
                 f"set: --wsol_select_on test)")
     if getattr(args, "demo", False) and not (Path(args.cub_root) / "images.txt").is_file():
         per_class = args.cub_demo_train_per_class
         if n >= per_class:
-            return (f"--wsol_heldout_per_class {n}: must be in [0, {per_class - 1}]: the demo CUB data has "
-                    f"{per_class} train image(s) per class, and every class needs at least one left to train on")
+            allowed = f"must be in [1, {per_class - 1}]" if per_class > 1 else "no image can be held out"
+            return (f"--wsol_heldout_per_class {n}: {allowed}: the demo CUB data has {per_class} train image(s) per "
+                    f"class, and every class needs at least one left to train on; or select on the test set: "
+                    f"--wsol_select_on test")
     return None
 
 

@@ -136,7 +136,8 @@ class TrainWsolJob(TrainJob):
         if meta.num_classes != a.wsol_num_classes:
             raise ValueError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
                              f"{a.wsol_num_classes}")
-        heldout = load_or_make_heldout(meta, Path(a.wsol_out_dir) / "heldout_ids.txt", a.wsol_heldout_per_class)
+        heldout = load_or_make_heldout(meta, Path(a.wsol_out_dir) / "heldout_ids.txt", a.wsol_heldout_per_class,
+                                       leave_train=a.wsol_select_on == "heldout")
         exclude = heldout if a.wsol_select_on == "heldout" else []
         self.dataset = build_train_dataset(meta, exclude, resize_size=a.wsol_resize_size, crop_size=a.wsol_image_size)
         self.select_loader = selection_loader(a, meta, heldout)

@@ -127,7 +127,10 @@ def test_device_cuda_without_a_gpu(tmp_path, capfd):
 def test_heldout_per_class_too_large_for_the_cub_demo(tmp_path, capfd):
     rc, _, err = call(tiny(tmp_path / "w", "--dataset", "cub", "--demo", "--wsol_heldout_per_class", "8",
                            "--cub_demo_train_per_class", "8", "--dry_run"), capfd)
-    assert_one_line_error(rc, err, "--wsol_heldout_per_class 8", "[0, 7]")
+    assert_one_line_error(rc, err, "--wsol_heldout_per_class 8", "[1, 7]")
+    rc, _, err = call(tiny(tmp_path / "w", "--dataset", "cub", "--demo", "--wsol_heldout_per_class", "8",
+                           "--cub_demo_train_per_class", "8", "--wsol_select_on", "test", "--dry_run"), capfd)
+    assert rc == 0, err
 
 
 def test_heldout_per_class_checked_where_the_list_is_made(tmp_path):
@@ -136,10 +139,11 @@ def test_heldout_per_class_checked_where_the_list_is_made(tmp_path):
 
     root = make_synthetic_cub(tmp_path, num_classes=2, train_per_class=3, test_per_class=1, image_size=(32, 40))
     meta = CUBMetadata.load(root)
-    with pytest.raises(CUBDatasetError, match=r"--wsol_heldout_per_class 3: must be in \[0, 2\]") as err:
-        load_or_make_heldout(meta, tmp_path / "heldout.txt", 3)
+    with pytest.raises(CUBDatasetError, match=r"--wsol_heldout_per_class 3: must be in \[1, 2\]") as err:
+        load_or_make_heldout(meta, tmp_path / "heldout.txt", 3, leave_train=True)
     assert isinstance(err.value, UserError) and not (tmp_path / "heldout.txt").exists()
-    assert len(load_or_make_heldout(meta, tmp_path / "heldout.txt", 2)) == 4
+    assert len(load_or_make_heldout(meta, tmp_path / "heldout.txt", 2, leave_train=True)) == 4
+    assert len(load_or_make_heldout(meta, tmp_path / "all.txt", 3)) == 6  # not held out of training: no limit
 
 
 # ------------------------------------------------------------------------------------------------ folders
