@@ -519,22 +519,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from misc.log import setup_logging, tee_output
 
-    os.makedirs(args.work_dir, exist_ok=True)
     log_path = Path(args.work_dir) / f"{args.log_name}.log"
     header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"
     failure: tuple[str, str] | None = None
-    with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
-        setup_logging()
-        try:
-            timings = run(args)
-        except Exception as exc:
-            message = _user_error_message(exc)
-            if message is None:
-                log.exception("run failed")
-                return 1
-            failure = (message, traceback.format_exc())
-        else:
-            log.info("all steps done: %s", timings)
+    try:
+        os.makedirs(args.work_dir, exist_ok=True)
+        with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
+            setup_logging()
+            try:
+                timings = run(args)
+            except Exception as exc:
+                message = _user_error_message(exc)
+                if message is None:
+                    log.exception("run failed")
+                    return 1
+                failure = (message, traceback.format_exc())
+            else:
+                log.info("all steps done: %s", timings)
+    except OSError as exc:  # only the work dir or the log itself (the run's own errors are handled above)
+        message = _user_error_message(exc)
+        if message is None:
+            raise
+        return _report_user_error(message, traceback.format_exc(), args.debug, None)
     if failure is not None:  # after the tee: the traceback goes to the log file only (unless --debug)
         return _report_user_error(*failure, args.debug, log_path)
     return 0

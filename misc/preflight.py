@@ -343,6 +343,27 @@ def _number_problems(args) -> list[str]:
     return problems
 
 
+def _relation_problems(args) -> list[str]:
+    """Values that must fit each other (only once each is in its own range)."""
+    problems = []
+    lo_hi = getattr(args, "cam_resize_long", None)
+    if lo_hi is not None and lo_hi[0] > lo_hi[1]:
+        problems.append(f"--cam_resize_long {_shown(lo_hi)}: the first (shortest long side) must be <= the second")
+    dim, heads = getattr(args, "vit_embed_dim", None), getattr(args, "vit_num_heads", None)
+    if dim is not None and heads is not None and dim % heads:
+        problems.append(f"--vit_embed_dim {dim}: must be a multiple of --vit_num_heads {heads}")
+    if getattr(args, "dataset", "voc") == "cub":
+        size, patch = getattr(args, "wsol_image_size", None), getattr(args, "wsol_patch_size", None)
+        if size is not None and patch is not None and size % patch:
+            problems.append(f"--wsol_image_size {size}: must be a multiple of --wsol_patch_size {patch}")
+    else:
+        tile, patch = getattr(args, "vit_tile_size", None), getattr(args, "vit_patch_size", None)
+        if tile is not None and patch is not None and (tile % patch or (tile // patch) % 2):
+            problems.append(f"--vit_tile_size {tile}: must be an even multiple of --vit_patch_size {patch} (tiles "
+                            f"overlap by half a tile)")
+    return problems
+
+
 def _shard_problem(args) -> str | None:
     from misc.runner import parse_shard
 
@@ -448,6 +469,8 @@ def validate_args(args, step_modules: Sequence[str]) -> None:
     range. Pretrained sources are checked by :func:`check_pretrained_sources`."""
     step_names = [m.rsplit(".", 1)[-1] for m in step_modules]
     problems = _number_problems(args)
+    if not problems:
+        problems.extend(_relation_problems(args))
     for problem in (_shard_problem(args), _device_problem(args), _heldout_problem(args, step_names)):
         if problem:
             problems.append(problem)

@@ -97,6 +97,9 @@ def test_good_shard_and_device_values_still_parse():
     (["--cam_eval_sweep", "0.1", "2"], ["--cam_eval_sweep", "[0, 1]"]),
     (["--cam_learning_rate", "0"], ["--cam_learning_rate", "> 0"]),
     (["--nproc", "0"], ["--nproc", ">= 1"]),
+    (["--cam_resize_long", "128", "64"], ["--cam_resize_long 128 64", "<= the second"]),
+    (["--vit_embed_dim", "30", "--vit_num_heads", "4"], ["--vit_embed_dim 30", "multiple of --vit_num_heads 4"]),
+    (["--vit_tile_size", "48"], ["--vit_tile_size 48", "even multiple of --vit_patch_size 16"]),
 ])
 def test_out_of_range_value_is_one_line_and_writes_nothing(flags, names, tmp_path, capfd):
     rc, _, err = call(tiny(tmp_path / "w", *flags), capfd)
