@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a user error (bad flag, file, device, no space...) also print the traceback (it is "
                         "always in the log file)")
     g.add_argument("--work_dir", default=".", help="relative sess/, result/, log and data paths resolve here")
-    g.add_argument("--device", type=device_spec, default="auto", help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
+    g.add_argument("--device", type=device_spec, default="auto",
+                   help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", type=amp_mode, default="off",
                    help="mixed precision on GPU: off, bf16 (Ampere and newer) or fp16 (with a gradient scaler, e.g. "
                         "the paper's RTX 2080 Ti); true = bf16")
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes of the plain launch (default: every visible GPU, 1 on the CPU); with --device cpu "
                         "N>1 runs N gloo processes, a rehearsal of the multi-GPU path")
     g.add_argument("--overwrite", type=str2bool, default=False, help="redo per-image outputs that already exist")
-    g.add_argument("--shard", type=shard_spec, default=None, help="K/N: per-image steps take every N-th id from the K-th")
+    g.add_argument("--shard", type=shard_spec, default=None,
+                   help="K/N: per-image steps take every N-th id from the K-th")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--result_dir", default="result", help="metrics.json, config.json and vis/ go here")
     g.add_argument("--vis_num", type=int, default=8, help="number of images for the PNG overlays in result/vis")
@@ -410,9 +412,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from misc.log import StepTimer
     from misc.results import write_json
 
-    from misc.results import prune_stale_metrics
-
     from misc.preflight import validate_args
+    from misc.results import prune_stale_metrics
 
     steps = planned_steps(args)
     modules = [m for _, m in steps]

@@ -165,8 +165,8 @@ class GlobalBatchSampler(Sampler):
     def __init__(self, num_items: int, global_batch: int, rank: int = 0, world_size: int = 1, *, seed: int = 0,
                  shuffle: bool = True, drop_last: bool = True, flag: str = "batch size") -> None:
         if global_batch < world_size:
-            raise FlagValueError(f"{flag} {global_batch} is smaller than the {world_size} processes: each process needs "
-                             f"at least one image per update; raise {flag} or use fewer processes")
+            raise FlagValueError(f"{flag} {global_batch} is smaller than the {world_size} processes: each process "
+                                 f"needs at least one image per update; raise {flag} or use fewer processes")
         if num_items < global_batch and drop_last:
             raise FlagValueError(f"{num_items} training images are fewer than one batch ({flag} {global_batch}); "
                                  f"choose a smaller {flag}")

@@ -275,7 +275,7 @@ def check_pretrained_sources(args, step_modules: Sequence[str], *, network_timeo
             + "\n".join(f"  - {p}" for p in problems))
 
 
-# ------------------------------------------------------------------------------------------------ flags, device, folders
+# ----------------------------------------------------------------------------------------------- flags, device, folders
 # Ranges of the numeric flags (checked when the flag exists on ``args``). Integers: (flags, least value).
 _INT_AT_LEAST: tuple[tuple[tuple[str, ...], int], ...] = (
     (("cam_crop_size", "cam_batch_size", "cam_num_epoches", "cam_resize_long", "cam_cnn_width", "vit_embed_dim",
@@ -320,7 +320,13 @@ def _range_text(low: float, high: float, low_in: bool, high_in: bool) -> str:
     return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
 
 
+def _inside(v: float, low: float, high: float, low_in: bool, high_in: bool) -> bool:
+    """``v`` is finite and within the range (NaN and inf are not)."""
+    return math.isfinite(v) and (low <= v if low_in else low < v) and (v <= high if high_in else v < high)
+
+
 def _number_problems(args) -> list[str]:
+    """Each numeric flag against its range in :data:`_INT_AT_LEAST` / :data:`_FLOAT_RANGES`."""
     problems = []
     for flags, least in _INT_AT_LEAST:
         for flag in flags:
@@ -333,11 +339,7 @@ def _number_problems(args) -> list[str]:
         for flag in flags:
             value = getattr(args, flag, None)
             values = value if isinstance(value, (list, tuple)) else [value]
-
-            def inside(v: float) -> bool:
-                return math.isfinite(v) and (low <= v if low_in else low < v) and (v <= high if high_in else v < high)
-
-            if value is not None and not all(inside(float(v)) for v in values):
+            if value is not None and not all(_inside(float(v), low, high, low_in, high_in) for v in values):
                 what = "every value " if isinstance(value, (list, tuple)) else ""
                 problems.append(f"--{flag} {_shown(value)}: {what}must be {_range_text(low, high, low_in, high_in)}")
     return problems

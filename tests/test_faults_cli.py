@@ -174,8 +174,8 @@ def test_read_only_work_dir(tmp_path, capfd, monkeypatch):
     try:
         rc, _, err = call(tiny(ro, "--demo"), capfd)
         assert_one_line_error(rc, err, "--work_dir", str(ro), "permission denied")
-        rc, _, err = call(tiny(tmp_path / "ok", "--result_dir", str(ro / "result"), "--dry_run"), capfd)
-        assert_one_line_error(rc, err, "--result_dir", str(ro / "result"))
+        rc, _, err = call(tiny(tmp_path / "ok", "--result_dir", str(ro / "other"), "--dry_run"), capfd)
+        assert_one_line_error(rc, err, "--result_dir", str(ro / "other"), f"cannot create files in {ro}")
     finally:
         ro.chmod(0o755)
     assert metrics.read_text() == '{"eval_cam": {"miou": 0.5}}\n'
