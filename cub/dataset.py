@@ -1,11 +1,11 @@
-"""CUB-200-2011 data layer (SPEC §6; TS-CAM lib/datasets/cub.py semantics).
+"""CUB-200-2011 data layer (docs/wsol_cub.md#data; TS-CAM lib/datasets/cub.py semantics).
 
 Reads the official ``CUB_200_2011`` folder (``images.txt``, ``image_class_labels.txt``, ``train_test_split.txt``,
 ``bounding_boxes.txt``, ``images/``). Ids are strings (``"448"``), classes 0-based, boxes ``x y w h`` floats in
 pixels of the original image. Nothing is read at import time: :meth:`CUBMetadata.load` validates the folder.
 
 Samples are dicts: train ``{"name", "img" (3,224,224) float32, "label"}``; eval (test / held-out) adds
-``"box"`` (4,) int64 ``[x1, y1, x2, y2]`` in the 224 frame (SPEC §6 rescale; the original returned a string).
+``"box"`` (4,) int64 ``[x1, y1, x2, y2]`` in the 224 frame (docs/wsol_cub.md#data; the original returned a string).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Joint loss of the two CAM branches in train_cam (SPEC §4.1).
+"""Joint loss of the two CAM branches in train_cam (docs/train_cam.md#loss).
 
 Provenance: the committed source uses ``loss1 + loss2 + cam_lambda * loss3`` after the first epoch; the shipped
 bytecode of train_cam used ``loss1 + 0 * loss2 + 5 * cam_lambda * loss3``. Both are selectable with

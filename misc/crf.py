@@ -50,7 +50,7 @@ def deeplab_crf_guide(image_bgr: np.ndarray, *, quirk: bool = True,
                       mean_bgr: tuple[float, float, float] = DEEPLAB_MEAN_BGR) -> np.ndarray:
     """Bilateral guide image (H, W, 3) uint8 for :func:`crf_inference_softmax` from a BGR uint8 image (H, W, 3).
 
-    ``quirk=True`` (reproduction, SPEC §5.19): deeplab-pytorch's guide, the mean-subtracted BGR image
+    ``quirk=True`` (reproduction, docs/deeplab.md#crf-guide-image): deeplab-pytorch's guide, the mean-subtracted BGR image
     ``float32(float64(img) - mean)`` cast to uint8 with wrap-around (channel order B, G, R).
     ``quirk=False`` ("fair"): the original image in RGB order, as a dense CRF expects.
     """

@@ -1,4 +1,4 @@
-"""Training / test helpers of the DeepLab stage (SPEC §7): poly LR, label resize, MSC loss, logit → probabilities."""
+"""Training / test helpers of the DeepLab stage (docs/deeplab.md): poly LR, label resize, MSC loss, logit → probabilities."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Image operations of the original data layer (SPEC §2), exact to the pixel.
+"""Image operations of the original data layer (docs/data_voc.md#image-operations), exact to the pixel.
 
 Random draws use Python's ``random`` module as the original does, so a seeded run reproduces its crops.
 Arrays are HWC (images) or HW (labels) numpy arrays unless stated.

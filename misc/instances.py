@@ -1,4 +1,4 @@
-"""Instance pseudo labels from IRNet displacement fields (SPEC §4.8, make_ins_seg_labels).
+"""Instance pseudo labels from IRNet displacement fields (docs/instances.md, make_ins_seg_labels).
 
 Per image: every pixel's centroid is found by following the displacement field (300 bilinear steps); pixels whose
 centroid falls in the same weak-displacement component form one instance; the CAM of each class is split by
@@ -129,7 +129,7 @@ def ins_seg_from_cams(
     fragment_fraction: float = 0.01,
     dtype: torch.dtype | None = torch.float64,
 ) -> dict[str, np.ndarray]:
-    """Instance detections of one image (SPEC §4.8).
+    """Instance detections of one image (docs/instances.md#instance-cams-and-detections).
 
     cams: (K, h, w) stride-4 CAMs; keys: (K,) 0-based classes; edge: (1, h, w); dp: (2, h, w) displacement
     (EdgeDisplacement outputs); image_size: (H, W). Returns detect_instance's dict (class ids 0-based).

@@ -1,4 +1,4 @@
-"""Inter-pixel-relation labels from CAMs (SPEC §4.4, cam_to_ir_label): confident fg / bg via two CRFs."""
+"""Inter-pixel-relation labels from CAMs (docs/ir_labels_and_irnet.md#ir-labels): confident fg / bg via two CRFs."""
 from __future__ import annotations
 
 from typing import Sequence

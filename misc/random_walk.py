@@ -1,4 +1,4 @@
-"""Random walk of CAMs on the IRNet boundary map (SPEC §3.5, §4.6).
+"""Random walk of CAMs on the IRNet boundary map (docs/sem_seg_labels.md#random-walk).
 
 The original builds a dense (h·w)×(h·w) affinity matrix A (A[i,j] = (1 - max edge on the path i→j)^β for pairs within
 the search radius, 1 on the diagonal, 0 elsewhere), column-normalises it to T and squares T ``exp_times`` times; the
@@ -254,7 +254,7 @@ def sem_seg_from_cams(
     bg_thres: float = 0.25,
     dtype: torch.dtype | None = torch.float64,
 ) -> np.ndarray:
-    """Semantic pseudo label of one image (SPEC §4.6).
+    """Semantic pseudo label of one image (docs/sem_seg_labels.md#pseudo-masks).
 
     cams: (K, h, w) stride-4 CAMs (per-class max-normalised); keys: (K,) 0-based classes; edge: (1, h, w) boundary
     probabilities (EdgeDisplacement output); image_size: (H, W). Random walk → ×4 bilinear → crop → global max

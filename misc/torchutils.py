@@ -1,4 +1,4 @@
-"""Optimiser and pooling helpers shared by the training steps (SPEC §3.6)."""
+"""Optimiser and pooling helpers shared by the training steps (docs/networks.md#optimiser-and-pooling-helpers)."""
 from __future__ import annotations
 
 import contextlib

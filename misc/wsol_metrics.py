@@ -1,4 +1,4 @@
-"""WSOL localisation metrics (SPEC §6, fixtures README_wsol_deeplab.md).
+"""WSOL localisation metrics (docs/wsol_cub.md#box-from-a-cam, fixtures README_wsol_deeplab.md).
 
 Two evaluation protocols:
 

@@ -1,4 +1,4 @@
-"""DeepLab-v2 (caffe-style ResNet + ASPP) with the multi-scale (MSC) wrapper of deeplab-pytorch (SPEC §7).
+"""DeepLab-v2 (caffe-style ResNet + ASPP) with the multi-scale (MSC) wrapper of deeplab-pytorch (docs/deeplab.md#model).
 
 Module names follow deeplab-pytorch exactly, so its checkpoints load as is:
 
@@ -224,7 +224,7 @@ def named_param_groups(model: nn.Module) -> dict[str, list[tuple[str, nn.Paramet
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """SGD parameter groups of SPEC §7: backbone convs (lr, wd), ASPP weights (10 lr, wd), ASPP biases (20 lr, wd 0)."""
+    """SGD parameter groups (docs/deeplab.md#solver): backbone convs (lr, wd), ASPP weights (10 lr, wd), ASPP biases (20 lr, wd 0)."""
     named = named_param_groups(model)
     return [
         {"params": [p for _, p in named["1x"]], "lr": lr, "weight_decay": weight_decay},

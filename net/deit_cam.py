@@ -1,4 +1,4 @@
-"""TS-CAM / CRT transformer CAM branch (SPEC §3.1, §3.2; CUB variant SPEC §6).
+"""TS-CAM / CRT transformer CAM branch (docs/networks.md#transformer-branch; CUB variant docs/wsol_cub.md#models).
 
 A DeiT whose Linear head is replaced by a 3×3 conv on the patch-token grid. Key names follow timm / the original
 (``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``,
@@ -255,7 +255,7 @@ class DeiTCAM(nn.Module):
         return self._maps(x, with_cam=False)[0]
 
     def forward_wsol(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CUB interface (SPEC §6). Train mode: (logits = GAP(score map) (B,C), score map (B,C,h,w) pre-ReLU).
+        """CUB interface (docs/wsol_cub.md#models). Train mode: (logits = GAP(score map) (B,C), score map (B,C,h,w) pre-ReLU).
         Eval mode: (logits, ReLU(cls attention ⊙ score map)) from the same forward."""
         if self.training:
             scores, _ = self._maps(x, with_cam=False)
@@ -374,7 +374,7 @@ def deit_cam_base(**kw: Any) -> DeiTCAM:
 
 
 def deit_wsol_small(**kw: Any) -> DeiTCAM:
-    """CUB TS-CAM model (SPEC §6): DeiT-S, 200 classes, single pass without outer residual, no tiling,
+    """CUB TS-CAM model (docs/wsol_cub.md#models): DeiT-S, 200 classes, single pass without outer residual, no tiling,
     drop_path 0.1; use ``forward_wsol``."""
     defaults = {"num_classes": 200, "num_passes": 1, "tiled": False, "outer_residual": False, "drop_path_rate": 0.1}
     return deit_cam_small(**{**defaults, **kw})

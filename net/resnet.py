@@ -1,4 +1,4 @@
-"""torchvision-layout ResNet backbone with FixedBatchNorm (SPEC §3.3).
+"""torchvision-layout ResNet backbone with FixedBatchNorm (docs/networks.md#cnn-branch).
 
 Key names are exactly torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` ...), so the
 ImageNet state dicts ``resnet{50,101,152}`` of torchvision / timm ``*.tv_in1k`` load as is once ``fc.*`` is dropped.

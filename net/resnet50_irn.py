@@ -1,4 +1,4 @@
-"""IRNet: inter-pixel relation network on a frozen ResNet-50 (SPEC §3.4), its training loss and inference wrapper.
+"""IRNet: inter-pixel relation network on a frozen ResNet-50 (docs/networks.md#irnet), its training loss and inference wrapper.
 
 State-dict key names are the original's: the backbone is ``resnet50.*`` (torchvision layout), the heads
 ``fc_edge1..6.*`` / ``fc_dp1..7.*`` and the mean shift ``mean_shift.running_mean``. The original checkpoint
@@ -228,7 +228,7 @@ def irn_total_loss(
     fg_pos_label: torch.Tensor,
     neg_label: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """train_irn's scalar losses (SPEC §4.5). Labels (B, D, N) float; returns 0-d tensors.
+    """train_irn's scalar losses (docs/ir_labels_and_irnet.md#losses). Labels (B, D, N) float; returns 0-d tensors.
 
     Keys: bg_pos_aff_loss, fg_pos_aff_loss, pos_aff_loss (= bg/2 + fg/2), neg_aff_loss, dp_fg_loss, dp_bg_loss,
     total_loss = (pos + neg)/2 + (dp_fg + dp_bg)/2.

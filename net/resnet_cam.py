@@ -1,4 +1,4 @@
-"""CNN CAM branch (SPEC §3.3; CUB variant SPEC §6): ResNet (FixedBatchNorm, output stride 16) + 1×1 classifier."""
+"""CNN CAM branch (docs/networks.md#cnn-branch; CUB: docs/wsol_cub.md#models): ResNet (FixedBatchNorm, output stride 16) + 1×1 classifier."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -52,7 +52,7 @@ class ResNetCAM(nn.Module):
         return self.classifier(self.features(x))
 
     def forward_wsol(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CUB interface (SPEC §6): (logits = classifier(GAP(features)) (B,C), score map classifier(features) (B,C,h,w))."""
+        """CUB interface (docs/wsol_cub.md#models): (logits = classifier(GAP(features)) (B,C), score map classifier(features) (B,C,h,w))."""
         feats = self.features(x)
         logits = self.classifier(gap2d(feats, keepdims=True)).flatten(1)
         return logits, self.classifier(feats)

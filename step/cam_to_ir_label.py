@@ -1,4 +1,4 @@
-"""cam_to_ir_label: inter-pixel-relation labels from the CAMs (SPEC §4.4), one PNG per id of ``--train_list``.
+"""cam_to_ir_label: inter-pixel-relation labels from the CAMs (docs/ir_labels_and_irnet.md#ir-labels), one PNG per id of ``--train_list``.
 
 Confident foreground (``--conf_fg_thres``) and background (``--conf_bg_thres``), each refined by a dense CRF,
 combined into {0 bg, 1..20 fg, 255 uncertain}. CPU-bound: spread over ``--num_workers`` processes.

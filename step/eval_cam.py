@@ -1,4 +1,4 @@
-"""eval_cam: seed mIoU of the transformer CAMs on ``--chainer_eval_set`` (SPEC §4.3) and a background-threshold sweep.
+"""eval_cam: seed mIoU of the transformer CAMs on ``--chainer_eval_set`` (docs/make_cam.md#seed-evaluation) and a background-threshold sweep.
 
 Per image: a constant background plane ``--cam_eval_thres`` is put in front of ``high_res``, the argmax is mapped
 through ``[0] + keys + 1``; the confusion follows chainercv (GT 255 skipped, not cut to 21 classes).

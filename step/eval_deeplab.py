@@ -1,4 +1,4 @@
-"""eval_deeplab: DeepLab-v2 on ``--val_list`` without and with the dense CRF (SPEC §7).
+"""eval_deeplab: DeepLab-v2 on ``--val_list`` without and with the dense CRF (docs/deeplab.md#test-and-crf).
 
 Inference (per-image runner, every GPU or the CPU): MSC max logits at stride 8 → ``result/deeplab/val_logits/<id>.npz``.
 Scoring: bilinear to the image size, softmax, argmax → ``val_pred/<id>.png``; the CRF (deeplab-pytorch parameters,

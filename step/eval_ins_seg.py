@@ -1,4 +1,4 @@
-"""eval_ins_seg: VOC instance-segmentation AP at IoU 0.5 of the instance pseudo labels (SPEC §4.8).
+"""eval_ins_seg: VOC instance-segmentation AP at IoU 0.5 of the instance pseudo labels (docs/instances.md#evaluation).
 
 GT instances come from ``SegmentationObject`` + ``SegmentationClass`` of ``--chainer_eval_set``; the AP follows
 chainercv's ``eval_instance_segmentation_voc`` (area under the interpolated PR curve, classes without GT dropped).

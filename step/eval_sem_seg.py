@@ -1,4 +1,4 @@
-"""eval_sem_seg: mIoU of the random-walk pseudo masks on ``--chainer_eval_set`` (SPEC §4.7).
+"""eval_sem_seg: mIoU of the random-walk pseudo masks on ``--chainer_eval_set`` (docs/sem_seg_labels.md#evaluation).
 
 Prediction PNGs have 255 mapped to 0; the confusion is cut to [:21, :21]; background and foreground fp/fn rates
 are logged as in the original. Writes ``metrics.json["eval_sem_seg"]``.

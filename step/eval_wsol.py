@@ -1,4 +1,4 @@
-"""eval_wsol: localisation metrics of the selected DeiT branch on the CUB test split (SPEC §6).
+"""eval_wsol: localisation metrics of the selected DeiT branch on the CUB test split (docs/wsol_cub.md#metrics).
 
 Cls@1/5, Top-1/Top-5 Loc (IoU > 0.5, the original's strict rule), GT-known (IoU ≥ 0.5), the top-1 error breakdown
 (fractions, as the original logs them ×100), MaxBoxAccV2 (Choe et al. 2020; percent, CAM thresholds swept, IoU

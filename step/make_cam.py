@@ -1,4 +1,4 @@
-"""make_cam: multi-scale + flip CAMs of the transformer branch for every id of ``--train_list`` (SPEC §4.2).
+"""make_cam: multi-scale + flip CAMs of the transformer branch for every id of ``--train_list`` (docs/make_cam.md#make_cam).
 
 Per image (H, W) and scale s: the [img, flip] pair → per-image CAMs → flip fused → (C, ceil(Hs/16), ceil(Ws/16)).
 Summed over scales at stride 4 (``cam``) and at full resolution (``high_res``, resized to the stride-16 up size and

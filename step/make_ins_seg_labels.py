@@ -1,4 +1,4 @@
-"""make_ins_seg_labels: instance pseudo labels from IRNet's displacement field (SPEC §4.8), for ``--infer_list``.
+"""make_ins_seg_labels: instance pseudo labels from IRNet's displacement field (docs/instances.md), for ``--infer_list``.
 
 Output: ``<ins_seg_out_dir>/<id>.npz`` with ``score`` (R,), ``mask`` (R, H, W) bool and ``class`` (R,) 0-based.
 """

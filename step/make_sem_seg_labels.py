@@ -1,4 +1,4 @@
-"""make_sem_seg_labels: random-walk pseudo masks for every id of ``--infer_list`` (SPEC §4.6).
+"""make_sem_seg_labels: random-walk pseudo masks for every id of ``--infer_list`` (docs/sem_seg_labels.md#pseudo-masks).
 
 IRNet's boundary map turns the stride-4 CAMs into a transition matrix; 2**exp_times walk steps (computed as banded
 propagation on the device, not by squaring a dense N×N matrix), ×4 upsampling, global max normalisation, background

@@ -1,4 +1,4 @@
-"""train_cam: the CNN branch (ResNet-152) and the transformer branch (DeiT-S TS-CAM) trained jointly (SPEC §4.1).
+"""train_cam: the CNN branch (ResNet-152) and the transformer branch (DeiT-S TS-CAM) trained jointly (docs/train_cam.md).
 
 Data: ``--train_list`` images, random resize of the long side to ``--cam_resize_long``, flip, random
 ``--cam_crop_size`` crop. Loss: multi-label soft margin on the GAP of each branch's raw score map, plus (from the

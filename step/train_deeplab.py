@@ -1,4 +1,4 @@
-"""train_deeplab: DeepLab-v2 (ResNet-101, MSC) trained on the pseudo masks (SPEC §7).
+"""train_deeplab: DeepLab-v2 (ResNet-101, MSC) trained on the pseudo masks (docs/deeplab.md#solver).
 
 Recipe of deeplab-pytorch's VOC config: BGR mean-subtracted images, discrete scales, ``--deeplab_crop_size`` crops,
 batch 5 × 2 accumulated, 20k iterations, lr 2.5e-4 (backbone) / 10× (ASPP weights) / 20× (ASPP biases, no decay),

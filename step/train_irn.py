@@ -1,4 +1,4 @@
-"""train_irn: IRNet's edge and displacement branches on the IR labels (SPEC §4.5), then the mean-shift estimate.
+"""train_irn: IRNet's edge and displacement branches on the IR labels (docs/ir_labels_and_irnet.md#training-irnet), then the mean-shift estimate.
 
 Affinity targets come from the IR labels reduced ×0.25 over the radius-10 path index of the crop's feature map.
 Optimiser: PolySGD (the original's real behaviour) with lr for the edge layers and 10× for the displacement layers.

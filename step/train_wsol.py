@@ -1,4 +1,4 @@
-"""train_wsol: CUB-200-2011 WSOL, the transformer TS-CAM branch + a ResNet-50 branch trained jointly (SPEC §6).
+"""train_wsol: CUB-200-2011 WSOL, the transformer TS-CAM branch + a ResNet-50 branch trained jointly (docs/wsol_cub.md#training).
 
 DeiT-S (single pass, no tiling, drop-path 0.1): AdamW lr 5e-5, eps 1e-8, weight decay 0.05 on weights with ndim > 1
 and none on biases, norms, pos_embed and cls_token; lr ×0.1 at the start of every epoch that is a multiple of 30.

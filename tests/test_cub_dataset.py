@@ -20,7 +20,7 @@ STD = torch.tensor(D.IMAGENET_STD)[:, None, None]
 
 
 def spec_box(box_xywh, width, height, size=224):
-    """SPEC §6 rescale, written out independently of cub.dataset."""
+    """The box rescale of docs/wsol_cub.md#data, written out independently of cub.dataset."""
     x, y, w, h = (int(float(v)) for v in box_xywh)
     return [int(max(x / width * size, 0)), int(max(y / height * size, 0)),
             int(min((x + w) / width * size, size - 1)), int(min((y + h) / height * size, size - 1))]

@@ -22,7 +22,7 @@ def tiny(**kw) -> DeiTCAM:
     return model.eval()
 
 
-# ------------------------------------------------------------------ explicit reference (SPEC §3.2, loop style)
+# ------------------------------------------------------------------ explicit reference (docs/networks.md#progressive-forward, loop style)
 def ref_tilling(x: torch.Tensor, t: int) -> tuple[torch.Tensor, int, int]:
     s = t // 2
     num_h, num_w = (x.shape[2] - t) // s + 1, (x.shape[3] - t) // s + 1

@@ -1,4 +1,4 @@
-"""Preprocessing rules of SPEC §2 (misc/imutils, voc12 datasets)."""
+"""Preprocessing rules of docs/data_voc.md (misc/imutils, voc12 datasets)."""
 import random
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 data layer (SPEC §2): lists, image-level labels and the datasets of every step.
+"""PASCAL VOC 2012 data layer (docs/data_voc.md): lists, image-level labels and the datasets of every step.
 
 Ids are strings everywhere (``"2007_000032"``). Nothing is read at import time: :func:`open_voc` validates the
 user's folder, builds (or reads from its cache) the split lists and class labels, and returns a :class:`VOCIndex`.

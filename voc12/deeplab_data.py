@@ -1,4 +1,4 @@
-"""Datasets of the DeepLab stage (SPEC §7, deeplab-pytorch ``VOCAug`` / ``_BaseDataset``).
+"""Datasets of the DeepLab stage (docs/deeplab.md#data-and-augmentation, deeplab-pytorch ``VOCAug`` / ``_BaseDataset``).
 
 Images are read with OpenCV (BGR) as float32 and centred with the caffe mean (B, G, R) = (104.008, 116.669,
 122.675), no std: ``float32(float64(img) - mean)``. Labels are class-index PNGs (palette indices), 255 = ignore.
@@ -148,7 +148,7 @@ class DeepLabDataset(Dataset):
 
 def deeplab_train_dataset(ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike,
                           crop_size: int = CROP_SIZE, rng: random.Random | None = None) -> DeepLabDataset:
-    """SPEC §7 training set: discrete scales {0.5..1.5}, pad, random ``crop_size`` crop, hflip."""
+    """Training set (docs/deeplab.md#data-and-augmentation): discrete scales {0.5..1.5}, pad, random ``crop_size`` crop, hflip."""
     return DeepLabDataset(ids, voc_root, label_dir, augment=True, crop_size=crop_size, rng=rng)
 
 
