@@ -6,8 +6,9 @@ manifest (outputs of another configuration are removed before any new one is wri
 :func:`misc.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``; an output that
 exists but cannot be read, see :func:`misc.outputs.output_problem`, is logged and recomputed), the split over
 GPUs (one process per device) or CPU processes, a progress bar, and an error that names the id when one image
-fails (a :class:`~misc.errors.UserError` of a task, whose message names the file, is raised as is). Tasks write their outputs atomically (``misc.results``), so an interrupted run
-leaves no half-written file and a rerun completes whatever is missing.
+fails (a :class:`~misc.errors.UserError` of a task, whose message names the file, is raised as is). Tasks write
+their outputs atomically (``misc.results``), so an interrupted run leaves no half-written file and a rerun
+completes whatever is missing.
 """
 from __future__ import annotations
 
