@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from misc.errors import UserError
+from misc.errors import DataError, UnreadableFileError, UserError
 from misc.results import atomic_write
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,42 @@ def check_cub_root(root: str | os.PathLike) -> Path:
     return root
 
 
-def _read_table(path: Path, n_fields: int) -> dict[str, list[str]]:
-    """'id v1 .. vk' lines -> {id: [v1..vk]} (the last field keeps inner spaces when n_fields == 1)."""
+def _read_table(path: Path, n_fields: int, linenos: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """'id v1 .. vk' lines -> {id: [v1..vk]} (the last field keeps inner spaces when n_fields == 1).
+
+    ``linenos`` (when given) receives each id's line number, for the messages of later parse errors."""
     table: dict[str, list[str]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1) if n_fields == 1 else line.split()
-            if len(parts) != n_fields + 1:
-                raise CUBDatasetError(f"{path}:{lineno}: expected 'id' + {n_fields} field(s), got {line!r}")
-            table[parts[0]] = parts[1:]
+    try:
+        with open(path) as f:
+            lines = list(f)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a text file ({exc}); {GET_CUB}") from exc
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1) if n_fields == 1 else line.split()
+        if len(parts) != n_fields + 1:
+            raise CUBDatasetError(f"{path}:{lineno}: expected 'id' + {n_fields} field(s), got {line!r}. Fix or "
+                                  f"restore that line (the official file has it). {GET_CUB}")
+        if parts[0] in table:
+            first = linenos.get(parts[0]) if linenos is not None else None
+            raise DataError(f"{path}:{lineno}: image id {parts[0]} appears twice (also on line {first}): {line!r}"
+                            if first else f"{path}:{lineno}: id {parts[0]} appears twice: {line!r}")
+        table[parts[0]] = parts[1:]
+        if linenos is not None:
+            linenos[parts[0]] = lineno
     return table
+
+
+def _parse(path: Path, linenos: dict[str, int], image_id: str, fields: Sequence[str], convert, what: str):
+    """``convert(fields)``, or a :class:`DataError` naming the file, the line number and the line."""
+    try:
+        return convert(fields)
+    except ValueError as exc:
+        line = " ".join([image_id, *fields])
+        raise DataError(f"{path}:{linenos.get(image_id, '?')}: cannot read {what} of image id {image_id} from "
+                        f"{line!r} ({exc}). Fix or restore that line (the official file has it).") from None
 
 
 @dataclass(frozen=True)
@@ -93,10 +116,12 @@ class CUBMetadata:
     @classmethod
     def load(cls, root: str | os.PathLike) -> "CUBMetadata":
         root = check_cub_root(root)
+        label_lines: dict[str, int] = {}
+        box_lines: dict[str, int] = {}
         images = _read_table(root / "images.txt", 1)
-        labels = _read_table(root / "image_class_labels.txt", 1)
+        labels = _read_table(root / "image_class_labels.txt", 1, label_lines)
         splits = _read_table(root / "train_test_split.txt", 1)
-        boxes = _read_table(root / "bounding_boxes.txt", 4)
+        boxes = _read_table(root / "bounding_boxes.txt", 4, box_lines)
         problems = []
         for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", splits),
                             ("bounding_boxes.txt", boxes)):
@@ -110,18 +135,42 @@ class CUBMetadata:
             raise CUBDatasetError(f"CUB metadata in {root} is inconsistent: " + "; ".join(problems))
         class_names: tuple[str, ...] = ()
         if (root / "classes.txt").is_file():
-            names = _read_table(root / "classes.txt", 1)
-            class_names = tuple(v[0] for _, v in sorted(names.items(), key=lambda kv: int(kv[0])))
+            class_lines: dict[str, int] = {}
+            names = _read_table(root / "classes.txt", 1, class_lines)
+            order = {k: _parse(root / "classes.txt", class_lines, k, [], lambda _, k=k: int(k), "the class id")
+                     for k in names}
+            class_names = tuple(v[0] for _, v in sorted(names.items(), key=lambda kv: order[kv[0]]))
         ids = tuple(images)
+        label_file = root / "image_class_labels.txt"
+        parsed_labels = {i: _parse(label_file, label_lines, i, labels[i], lambda f: int(f[0]), "the class id")
+                         for i in ids}
+        for i, c in parsed_labels.items():
+            if c < 1 or (class_names and c > len(class_names)):
+                limit = f"1..{len(class_names)} (the classes of classes.txt)" if class_names else "1 or more"
+                raise DataError(f"{label_file}:{label_lines[i]}: image id {i} has class id {c}; class ids are "
+                                f"{limit}. Fix or restore that line.")
         return cls(
             root=root,
             image_ids=ids,
             rel_paths={i: images[i][0] for i in ids},
-            labels={i: int(labels[i][0]) - 1 for i in ids},
+            labels={i: c - 1 for i, c in parsed_labels.items()},
             is_train={i: splits[i][0] == "1" for i in ids},
-            boxes={i: tuple(float(v) for v in boxes[i]) for i in ids},  # type: ignore[misc]
+            boxes={i: _parse(root / "bounding_boxes.txt", box_lines, i, boxes[i], lambda f: tuple(float(v) for v in f),
+                             "the box (x y w h)") for i in ids},
             class_names=class_names,
         )
+
+    def check_num_classes(self, num_classes: int, flag: str = "--wsol_num_classes") -> None:
+        """:class:`DataError` naming the image id, its class and ``flag`` when a label is not below ``num_classes``
+        (the model's classifier has ``num_classes`` outputs)."""
+        beyond = [(i, c) for i, c in self.labels.items() if c >= num_classes]
+        if beyond:
+            i, c = max(beyond, key=lambda ic: ic[1])
+            raise DataError(
+                f"{self.root}/image_class_labels.txt: image id {i} has class {c + 1} (1-based), beyond {flag} "
+                f"{num_classes} ({len(beyond)} image(s) have a class above {num_classes}); pass {flag} "
+                f"{max(self.labels.values()) + 1} (the number of classes of this dataset) or fix the labels."
+            )
 
     @property
     def num_classes(self) -> int:
@@ -158,8 +207,12 @@ def load_image_rgb(meta: CUBMetadata, image_id: str) -> Image.Image:
     path = meta.image_path(image_id)
     if not path.is_file():
         raise CUBDatasetError(f"CUB image id {image_id}: file not found: {path}. {GET_CUB}")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as exc:
+        raise UnreadableFileError(f"CUB image id {image_id}: cannot read {path} ({type(exc).__name__}: {exc}); "
+                                  f"replace it with an intact copy (e.g. re-extract CUB_200_2011.tgz)") from exc
 
 
 def box_to_crop_frame(box_xywh: Sequence[float], image_size: tuple[int, int], crop_size: int = CROP_SIZE

@@ -55,3 +55,21 @@ def os_error_message(exc: BaseException) -> str | None:
         return None
     where = f" ({exc.filename})" if exc.filename is not None else ""
     return f"{cause[0]}{where}: {cause[1]}"
+
+
+class DataError(UserError, ValueError):
+    """Input data is malformed: a mask of the wrong mode, size or values, a metadata line that does not parse, an
+    id without a label, a class id beyond the flag. The message names the file, line or id."""
+
+
+class MissingDataFileError(UserError, FileNotFoundError):
+    """A file the data names (a listed id's image, a mask) does not exist; the message names the path."""
+
+
+class UnreadableFileError(UserError, OSError):
+    """A file exists but cannot be decoded (a truncated image, a corrupt PNG); the message names the path."""
+
+
+class CorruptOutputError(UnreadableFileError):
+    """A per-image output of an earlier step cannot be read; the message names the path and the step to rerun
+    (which recomputes unreadable outputs)."""

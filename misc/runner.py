@@ -3,10 +3,12 @@
 A step supplies a :class:`PerImageTask` (where an id's output goes, what shapes it, how to load its inputs, how to
 compute and write it). The runner takes care of the rest: the id list and ``--shard K/N``, the output folder's
 manifest (outputs of another configuration are removed before any new one is written: see
-:func:`misc.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``), the split over
+:func:`misc.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``; an output that
+exists but cannot be read, see :func:`misc.outputs.output_problem`, is logged and recomputed), the split over
 GPUs (one process per device) or CPU processes, a progress bar, and an error that names the id when one image
-fails. Tasks write their outputs atomically (``misc.results``), so an interrupted run
-leaves no half-written file and a rerun completes whatever is missing.
+fails (a :class:`~misc.errors.UserError` of a task, whose message names the file, is raised as is). Tasks write
+their outputs atomically (``misc.results``), so an interrupted run leaves no half-written file and a rerun
+completes whatever is missing.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class PerImageTask:
 
     name = "task"
     suffix = ".npz"
+    output_keys: tuple[str, ...] = ()  # arrays a ``.npz`` output must hold to count as done
     out_dir: Path
 
     def config(self) -> dict | None:
@@ -40,6 +43,14 @@ class PerImageTask:
 
     def output_path(self, img_id: str) -> Path:
         raise NotImplementedError
+
+    def output_problem(self, img_id: str) -> str | None:
+        """Why the existing output of ``img_id`` cannot be used (``None``: it is intact, the id is done).
+
+        Cheap: reads headers, not the arrays (:func:`misc.outputs.output_problem`)."""
+        from misc.outputs import output_problem
+
+        return output_problem(self.output_path(img_id), self.output_keys)
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -77,6 +88,8 @@ class _IdDataset(Dataset):
         img_id = self.ids[i]
         try:
             return img_id, self.task.load(img_id), None
+        except UserError as exc:  # raised as is in the consumer (its message names the file)
+            return img_id, None, exc
         except Exception as exc:  # reported with the id in the consumer
             return img_id, None, f"{type(exc).__name__}: {exc}"
 
@@ -103,15 +116,31 @@ def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[
     with torch.inference_mode():
         for img_id, inputs, err in tqdm(loader, total=len(ids), desc=desc, position=rank, mininterval=2.0,
                                         dynamic_ncols=True):
+            if isinstance(err, UserError):
+                raise err
             if err is not None:
                 raise RuntimeError(f"{task.name}: image {img_id!r}: {err}")
             try:
                 task.process(img_id, inputs)
+            except UserError:
+                raise
             except Exception as exc:
-                message = str(exc) if isinstance(exc, UserError) else os_error_message(exc)
+                message = os_error_message(exc)
                 if message is not None:  # no space, no permission...: still the user's to fix, with the id
                     raise UserError(f"{task.name}: image {img_id!r}: {message}") from exc
                 raise RuntimeError(f"{task.name}: image {img_id!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _done(task: PerImageTask, img_id: str) -> bool:
+    """The output of ``img_id`` exists and is readable; an unreadable one is logged and counts as not done."""
+    path = task.output_path(img_id)
+    if not path.exists():
+        return False
+    why = task.output_problem(img_id)
+    if why is None:
+        return True
+    log.warning("%s: recomputing %s: %s is unreadable (%s)", task.name, img_id, path, why)
+    return False
 
 
 @dataclass
@@ -161,7 +190,7 @@ def run_per_image(
             devices = [f"cuda:{local_rank}"]
         else:
             devices, processes = ["cpu"], max(1, processes // local_world)
-    todo = ids if overwrite else [i for i in ids if not task.output_path(i).exists()]
+    todo = ids if overwrite else [i for i in ids if not _done(task, i)]
     skipped = len(ids) - len(todo)
     if skipped:
         log.info("%s: %d of %d images already done, skipped (use --overwrite to redo)", task.name, skipped, len(ids))

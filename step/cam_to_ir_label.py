@@ -9,7 +9,8 @@ from pathlib import Path
 
 from misc.fingerprint import identity
 from misc.ir_label import make_ir_label
-from misc.results import load_npz, save_png
+from misc.outputs import load_output_npz
+from misc.results import save_png
 from misc.runner import PerImageTask, run_per_image
 from voc12.dataloader import open_voc, read_image
 
@@ -33,7 +34,8 @@ class IRLabelTask(PerImageTask):
         cam_path = self.cam_dir / f"{img_id}.npz"
         if not cam_path.is_file():
             raise FileNotFoundError(f"no CAM at {cam_path}; run make_cam first")
-        return read_image(self.voc.image_path(img_id), img_id), load_npz(cam_path)
+        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(cam_path, "make_cam",
+                                                                                 ("keys", "high_res"))
 
     def process(self, img_id: str, inputs) -> None:
         img, cam = inputs

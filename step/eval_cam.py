@@ -13,8 +13,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from misc.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
-from misc.results import load_npz, update_metrics
-from voc12.dataloader import check_voc_root, open_voc, read_label_png
+from misc.outputs import load_output_npz
+from misc.results import update_metrics
+from voc12.dataloader import NUM_LABELS, check_voc_root, open_voc, read_label_png
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,23 @@ def load_cam(cam_dir: str | Path, img_id: str) -> dict[str, np.ndarray]:
     path = Path(cam_dir) / f"{img_id}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"eval: no CAM for image id {img_id!r} at {path}; run make_cam first")
-    return load_npz(path)
+    return load_output_npz(path, "make_cam", ("keys", "high_res"))
 
 
-def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: Sequence[float]) -> dict[float, dict]:
+def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: Sequence[float],
+                   ids: Sequence[str] | None = None) -> dict[float, dict]:
     """{threshold: {'iou', 'miou', 'confusion'}} for each background threshold.
 
     Streams: ``cams`` and ``gts`` are read once, pairwise (generators are fine), into one confusion per threshold,
-    so train_aug's CAMs never sit in memory together.
+    so train_aug's CAMs never sit in memory together. ``ids`` name the pairs in errors (a size mismatch, a label
+    outside 0..20).
     """
-    meters = {float(t): ConfusionMeter() for t in thresholds}
-    for cam, gt in zip(cams, gts, strict=True):
+    meters = {float(t): ConfusionMeter(NUM_LABELS) for t in thresholds}
+    for k, (cam, gt) in enumerate(zip(cams, gts, strict=True)):
         gt = gt_to_chainer(gt)
+        name = None if ids is None else ids[k]
         for t, meter in meters.items():
-            meter.add(cam_to_seed(cam["high_res"], cam["keys"], t), gt)
+            meter.add(cam_to_seed(cam["high_res"], cam["keys"], t), gt, name)
     out = {}
     for t, meter in meters.items():
         iou = iou_from_confusion(meter.confusion)
@@ -62,7 +66,7 @@ def run(args) -> dict:
     cams = (load_cam(args.cam_out_dir, i) for i in ids)
     gts = (read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids)
     thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
-    results = evaluate_seeds(cams, gts, thresholds)
+    results = evaluate_seeds(cams, gts, thresholds, ids)
     main = results[float(args.cam_eval_thres)]
     best_t = max(results, key=lambda t: results[t]["miou"] if np.isfinite(results[t]["miou"]) else -1)
     for t, r in results.items():

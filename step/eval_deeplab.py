@@ -16,7 +16,8 @@ import torch
 
 from misc.imutils import voc_palette
 from misc.metrics import deeplab_scores
-from misc.results import load_npz, save_npz, save_png, update_metrics
+from misc.outputs import load_output_npz, output_problem, read_output_png
+from misc.results import save_npz, save_png, update_metrics
 from misc.fingerprint import identity, prepare_output_dir
 from misc.runner import PerImageTask, device_workers, run_per_image
 from misc.torchutils import autocast
@@ -42,6 +43,7 @@ class DeepLabLogitsTask(PerImageTask):
     """Stride-8 MSC-max logits (21, h, w) float32 of one image."""
 
     name = "deeplab_logits"
+    output_keys = ("logits", "size")
 
     def __init__(self, args, voc, out_dir: Path) -> None:
         self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
@@ -99,8 +101,8 @@ class CRFTask(PerImageTask):
     def load(self, img_id: str):
         from voc12.deeplab_data import read_image_bgr
 
-        return read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8), load_npz(
-            self.logits_dir / f"{img_id}.npz")
+        return read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8), load_output_npz(
+            self.logits_dir / f"{img_id}.npz", "eval_deeplab", DeepLabLogitsTask.output_keys)
 
     def process(self, img_id: str, inputs) -> None:
         from misc.crf import crf_inference_softmax, deeplab_crf_guide
@@ -116,15 +118,16 @@ def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: boo
     prepare_output_dir(out_dir, "deeplab_pred", {"logits": identity(logits_dir)}, (".png",), overwrite)
     for img_id in ids:
         path = out_dir / f"{img_id}.png"
-        if not path.is_file():
-            pred = np.argmax(probs_from_logits(load_npz(logits_dir / f"{img_id}.npz")), 0).astype(np.uint8)
+        if not path.is_file() or output_problem(path):
+            logits = load_output_npz(logits_dir / f"{img_id}.npz", "eval_deeplab", DeepLabLogitsTask.output_keys)
+            pred = np.argmax(probs_from_logits(logits), 0).astype(np.uint8)
             save_png(path, pred, palette=voc_palette())
 
 
 def score_folder(ids, pred_dir: Path, gt_dir: Path) -> dict:
     gts = [read_label_png(gt_dir / f"{i}.png") for i in ids]
-    preds = [read_label_png(pred_dir / f"{i}.png") for i in ids]
-    scores, _ = deeplab_scores(gts, preds, 21)
+    preds = [read_output_png(pred_dir / f"{i}.png", "eval_deeplab") for i in ids]
+    scores, _ = deeplab_scores(gts, preds, 21, ids)
     return scores
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from misc.imutils import VOC_CLASS_NAMES
 from misc.instance_ap import eval_instance_segmentation_voc, read_voc_instances
-from misc.results import load_npz, update_metrics
+from misc.outputs import load_output_npz
+from misc.results import update_metrics
 from voc12.dataloader import check_voc_root, open_voc
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def run(args) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"eval_ins_seg: no instance labels for {i!r} at {path}; run make_ins_seg_labels "
                                     "with an --infer_list covering --chainer_eval_set")
-        preds.append(load_npz(path))
+        preds.append(load_output_npz(path, "make_ins_seg_labels", ("score", "mask", "class")))
     gts = [read_voc_instances(root / "SegmentationObject" / f"{i}.png", root / "SegmentationClass" / f"{i}.png")
            for i in ids]
     r = eval_instance_segmentation_voc([p["mask"] for p in preds], [p["class"] for p in preds],

@@ -12,16 +12,18 @@ from typing import Sequence
 import numpy as np
 
 from misc.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
+from misc.outputs import read_output_png
 from misc.results import update_metrics
-from voc12.dataloader import check_voc_root, open_voc, read_label_png
+from voc12.dataloader import NUM_LABELS, check_voc_root, open_voc, read_label_png
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_masks(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict:
-    """preds: label PNG contents (255 → 0); gts: VOC GT maps. Returns iou/miou/fp/fn and the cut confusion."""
+def evaluate_masks(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], ids: Sequence[str] | None = None) -> dict:
+    """preds: label PNG contents (255 → 0); gts: VOC GT maps. Returns iou/miou/fp/fn and the cut confusion.
+    ``ids`` name the pairs in errors (a size mismatch, a label outside 0..20)."""
     preds = [np.where(p == 255, 0, p).astype(np.uint8) for p in preds]
-    confusion = semantic_confusion(preds, [gt_to_chainer(g) for g in gts])[:21, :21]
+    confusion = semantic_confusion(preds, [gt_to_chainer(g) for g in gts], ids, NUM_LABELS)[:21, :21]
     fp, fn = fp_fn_rates(confusion)
     iou = iou_from_confusion(confusion)
     return {"iou": iou, "miou": miou(iou), "fp_bg": fp[0], "fn_bg": fn[0], "fp_fg_mean": np.mean(fp[1:]),
@@ -36,9 +38,9 @@ def run(args) -> dict:
     if missing:
         raise FileNotFoundError(f"eval_sem_seg: {len(missing)} masks missing in {pred_dir} (e.g. {missing[0]!r}); "
                                 "make_sem_seg_labels writes them for --infer_list, which must cover --chainer_eval_set")
-    preds = [read_label_png(pred_dir / f"{i}.png") for i in ids]
+    preds = [read_output_png(pred_dir / f"{i}.png", "make_sem_seg_labels") for i in ids]
     gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids]
-    r = evaluate_masks(preds, gts)
+    r = evaluate_masks(preds, gts, ids)
     log.info("eval_sem_seg: bg fp %.4f fn %.4f; fg mean fp %.4f fn %.4f", r["fp_bg"], r["fn_bg"], r["fp_fg_mean"],
              r["fn_fg_mean"])
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)

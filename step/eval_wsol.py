@@ -60,6 +60,7 @@ def run(args) -> dict:
 
     device = resolve_device(args.device)
     meta = CUBMetadata.load(args.cub_root)
+    meta.check_num_classes(args.wsol_num_classes, "--wsol_num_classes")
     path = Path(args.wsol_weights_name)
     if not path.is_file():
         raise FileNotFoundError(f"eval_wsol: no weights at {path}; run train_wsol first (or pass --wsol_weights_name)")

@@ -86,6 +86,7 @@ def load_vit_branch(args, device: torch.device):
 
 class MakeCamTask(PerImageTask):
     name = "make_cam"
+    output_keys = ("keys", "cam", "high_res")
 
     def __init__(self, args, voc) -> None:
         self.args, self.voc = args, voc
@@ -119,6 +120,6 @@ class MakeCamTask(PerImageTask):
 
 def run(args) -> None:
     voc = open_voc(args.voc12_root, args.list_cache_dir)
-    ids = voc.ids(args.train_list)
+    ids = voc.check_ids(voc.ids(args.train_list), args.train_list)
     task = MakeCamTask(args, voc)
     run_per_image(task, ids, overwrite=args.overwrite, shard=args.shard, **device_workers(args))

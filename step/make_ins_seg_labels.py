@@ -19,6 +19,8 @@ from voc12.dataloader import open_voc
 class InsSegTask(IRNetTask):
     name = "make_ins_seg_labels"
 
+    output_keys = ("score", "mask", "class")
+
     def own_config(self) -> dict:
         return {"ins_seg_bg_thres": self.args.ins_seg_bg_thres}
 

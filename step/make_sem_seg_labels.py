@@ -12,7 +12,8 @@ import torch
 
 from misc.imutils import voc_palette
 from misc.random_walk import sem_seg_from_cams
-from misc.results import load_npz, save_png
+from misc.outputs import load_output_npz
+from misc.results import save_png
 from misc.fingerprint import identity
 from misc.runner import PerImageTask, device_workers, run_per_image
 from misc.torchutils import autocast
@@ -48,7 +49,8 @@ class IRNetTask(PerImageTask):
         if not cam_path.is_file():
             raise FileNotFoundError(f"no CAM at {cam_path}; make_cam covers --train_list, which must include "
                                     "--infer_list")
-        return read_image(self.voc.image_path(img_id), img_id), load_npz(cam_path)
+        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(cam_path, "make_cam",
+                                                                                 ("keys", "cam"))
 
     def edge_and_displacement(self, img) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.args.amp):

@@ -79,7 +79,8 @@ class TrainCamJob(TrainJob):
     def setup(self, ctx: DistContext) -> None:
         a, device = self.args, ctx.device
         voc = open_voc(a.voc12_root, a.list_cache_dir)
-        train_ids, val_ids = voc.ids(a.train_list), voc.ids(a.val_list)
+        train_ids = voc.check_ids(voc.ids(a.train_list), a.train_list)
+        val_ids = voc.check_ids(voc.ids(a.val_list), a.val_list)
         self.crop = a.cam_crop_size
         self.dataset = VOC12ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(a.cam_resize_long),
                                                   hor_flip=True, crop_size=self.crop, crop_method="random")

@@ -133,9 +133,12 @@ class TrainWsolJob(TrainJob):
         a, device = self.args, ctx.device
         self.device = device
         meta = CUBMetadata.load(a.cub_root)
+        meta.check_num_classes(a.wsol_num_classes, "--wsol_num_classes")
         if meta.num_classes != a.wsol_num_classes:
-            raise ValueError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
-                             f"{a.wsol_num_classes}")
+            from misc.errors import DataError
+
+            raise DataError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
+                            f"{a.wsol_num_classes}; pass --wsol_num_classes {meta.num_classes}")
         heldout = load_or_make_heldout(meta, Path(a.wsol_out_dir) / "heldout_ids.txt", a.wsol_heldout_per_class,
                                        leave_train=a.wsol_select_on == "heldout")
         exclude = heldout if a.wsol_select_on == "heldout" else []

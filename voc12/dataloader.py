@@ -20,13 +20,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from misc import imutils
-from misc.errors import UserError
+from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize
 from misc.results import atomic_write
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 20
+NUM_LABELS = NUM_CLASSES + 1  # values of a label PNG: 0 background, 1..20 the classes (and 255 ignore)
+IGNORE = 255
 SPLITS = ("train", "val", "train_aug", "test", "trainval")
 CACHE_VERSION = 2  # 2: the cache carries the signature of the files it was built from (``source``)
 INDEX_FOLDERS = ("SegmentationClassAug", "SegmentationClass", "Annotations")  # what the lists / labels are read from
@@ -113,8 +115,9 @@ def labels_from_xml(xml_path: Path) -> np.ndarray:
 
 
 def labels_from_mask(png_path: Path) -> np.ndarray:
-    """Multi-hot (20,) float32 from the class indices of a label PNG (0 and 255 ignored)."""
-    vals = np.unique(np.asarray(Image.open(png_path)))
+    """Multi-hot (20,) float32 from the class indices of a label PNG (0 and 255 ignored); the PNG is checked as
+    :func:`read_label_png` does (mode, values 0..20 or 255)."""
+    vals = np.unique(read_label_png(png_path))
     vec = np.zeros(NUM_CLASSES, np.float32)
     for v in vals:
         if 1 <= v <= NUM_CLASSES:
@@ -140,17 +143,46 @@ class VOCIndex:
             raise VOCSplitError(_missing_split_message(list_arg, name, self.root, available))
         return list(self.splits[name])
 
-    def label(self, img_id: str) -> np.ndarray:
+    def label(self, img_id: str, list_arg: str | None = None) -> np.ndarray:
         try:
             return self.labels[img_id]
         except KeyError:
-            raise KeyError(
-                f"no class label for image id {img_id!r}: it has neither Annotations/{img_id}.xml nor a mask in "
-                f"{self.root}/SegmentationClassAug or SegmentationClass"
-            ) from None
+            raise DataError(missing_labels_message([img_id], self.root, list_arg)) from None
+
+    def check_ids(self, ids: Sequence[str], list_arg: str, labels: bool = True, images: bool = True) -> list[str]:
+        """``ids`` (of ``list_arg``) unchanged, after checking that each has an image-level label
+        (:class:`~misc.errors.DataError`) and a JPEG (:class:`~misc.errors.MissingDataFileError`); every
+        offending id is counted, the first ones named."""
+        if labels:
+            unlabelled = [i for i in ids if i not in self.labels]
+            if unlabelled:
+                raise DataError(missing_labels_message(unlabelled, self.root, list_arg))
+        if images:
+            absent = [i for i in ids if not self.image_path(i).is_file()]
+            if absent:
+                shown = ", ".join(str(self.image_path(i)) for i in absent[:5])
+                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+                raise MissingDataFileError(
+                    f"{len(absent)} image(s) listed in {list_arg} do not exist: {shown}{more}. Put the JPEGs of "
+                    f"those ids into {self.root}/JPEGImages/ or remove the ids from the list."
+                )
+        return list(ids)
 
     def image_path(self, img_id: str) -> Path:
         return self.root / "JPEGImages" / f"{img_id}.jpg"
+
+
+def missing_labels_message(ids: Sequence[str], root: Path, list_arg: str | None) -> str:
+    """Why ``ids`` have no image-level label, and where labels come from."""
+    where = f" listed in {list_arg}" if list_arg else ""
+    shown = ", ".join(repr(i) for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return (
+        f"{len(ids)} image id(s){where} have no class label: {shown}. Image-level labels come from "
+        f"{root}/Annotations/<id>.xml, else from the mask {root}/SegmentationClassAug/<id>.png or "
+        f"SegmentationClass/<id>.png, for the ids of the split lists (ImageSets/Segmentation/*.txt and "
+        f"train_aug); add the annotation or mask of these ids, or remove them from the list. (A stale index "
+        f"cache voc12_index.json in --list_cache_dir is rebuilt when those folders change; delete it if in doubt.)"
+    )
 
 
 def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
@@ -279,25 +311,61 @@ def open_voc(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None
 def read_image(path: str | os.PathLike, img_id: str | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3); grayscale/CMYK/RGBA converted. Errors name the id and the file."""
     path = Path(path)
+    who = f"image id {img_id!r}: " if img_id else ""
     if not path.is_file():
-        who = f"image id {img_id!r}: " if img_id else ""
-        raise FileNotFoundError(f"{who}no image at {path}")
+        raise MissingDataFileError(f"{who}no image at {path}; put the JPEG there or remove the id from the list")
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except Exception as exc:
-        raise OSError(f"cannot read image {path}: {exc}") from exc
+        raise UnreadableFileError(f"{who}cannot read image {path} ({type(exc).__name__}: {exc}); replace the file "
+                                  "with an intact copy or remove the id from the list") from exc
 
 
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours."""
+def read_label_png(path: str | os.PathLike, num_classes: int | None = NUM_LABELS) -> np.ndarray:
+    """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours.
+
+    Errors name the file: missing (:class:`~misc.errors.MissingDataFileError`), undecodable
+    (:class:`~misc.errors.UnreadableFileError`), a colour (RGB) or other multi-channel mode, or values outside
+    ``0..num_classes-1`` and 255 (:class:`~misc.errors.DataError`; ``num_classes=None`` skips the value check).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no label PNG at {path}")
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(f"{path}: expected a palette or single-channel PNG of class indices, got mode {im.mode}")
-        return np.asarray(im).astype(np.uint8)
+        raise MissingDataFileError(f"no label PNG at {path}")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("P", "L", "I", "I;16"):
+                arr = np.asarray(im)
+    except Exception as exc:
+        raise UnreadableFileError(f"cannot read label PNG {path} ({type(exc).__name__}: {exc})") from exc
+    if mode not in ("P", "L", "I", "I;16"):
+        raise DataError(
+            f"{path}: a label mask must be a palette ('P') or greyscale ('L') PNG of class indices, this one has mode "
+            f"{mode}{' (colours, not indices)' if mode.startswith('RGB') else ''}. Use the palette PNGs of VOC's "
+            f"SegmentationClass/ (or SBD's SegmentationClassAug/) as they come, not a re-saved colour copy."
+        )
+    if num_classes is not None:
+        bad = (arr >= num_classes) & (arr != IGNORE) | (arr < 0)
+        if bad.any():
+            vals = np.unique(arr[bad])
+            shown = ", ".join(str(int(v)) for v in vals[:10]) + (" ..." if len(vals) > 10 else "")
+            raise DataError(
+                f"{path}: label values must be 0..{num_classes - 1} or {IGNORE} (ignore), found {shown} "
+                f"in {int(bad.sum())} pixel(s). Is it a mask of this dataset (a palette PNG of class indices)?"
+            )
+    return arr.astype(np.uint8)
+
+
+def check_same_size(img_id: str, label: np.ndarray, label_path: Path, img_shape: Sequence[int], img_path: Path,
+                    what: str = "mask") -> None:
+    """:class:`~misc.errors.DataError` naming the id and both files when ``label`` is not ``img_shape[:2]``."""
+    if tuple(label.shape[:2]) != tuple(img_shape[:2]):
+        raise DataError(
+            f"image id {img_id!r}: the {what} {label_path} is {label.shape[0]}x{label.shape[1]} (HxW) but the image "
+            f"{img_path} is {img_shape[0]}x{img_shape[1]}; a {what} must have its image's size (is it the mask of "
+            f"another image, or resized?)"
+        )
 
 
 def multiscale_flip_inputs(img: np.ndarray, scales: Sequence[float], normalize=None) -> list[np.ndarray]:
@@ -371,8 +439,14 @@ class VOC12ClassificationDataset(VOC12ImageDataset):
 
     def __getitem__(self, idx: int) -> dict:
         out = super().__getitem__(idx)
-        out["label"] = torch.from_numpy(np.asarray(self.labels[out["name"]], np.float32))
+        out["label"] = torch.from_numpy(np.asarray(self.label_of(out["name"]), np.float32))
         return out
+
+    def label_of(self, img_id: str) -> np.ndarray:
+        try:
+            return self.labels[img_id]
+        except KeyError:
+            raise DataError(missing_labels_message([img_id], self.root, None)) from None
 
 
 class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
@@ -388,7 +462,7 @@ class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
             "name": img_id,
             "img": multiscale_flip_inputs(img, self.scales, self.img_normal),
             "size": (img.shape[0], img.shape[1]),
-            "label": torch.from_numpy(np.asarray(self.labels[img_id], np.float32)),
+            "label": torch.from_numpy(np.asarray(self.label_of(img_id), np.float32)),
         }
 
 
@@ -415,8 +489,10 @@ class VOC12SegmentationDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         img_id = self.ids[idx]
-        img = read_image(self.root / "JPEGImages" / f"{img_id}.jpg", img_id)
-        label = read_label_png(self.label_dir / f"{img_id}.png")
+        img_path, label_path = self.root / "JPEGImages" / f"{img_id}.jpg", self.label_dir / f"{img_id}.png"
+        img = read_image(img_path, img_id)
+        label = read_label_png(label_path)
+        check_same_size(img_id, label, label_path, img.shape, img_path)
         if self.rescale:
             img, label = imutils.random_scale((img, label), self.rescale, (3, 0))
         if self.img_normal:

@@ -36,26 +36,23 @@ def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     """``cv2.imread(path, IMREAD_COLOR)`` as float32 (H, W, 3) BGR; a clear error when the file is unreadable."""
     import cv2
 
+    from misc.errors import MissingDataFileError, UnreadableFileError
+
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no image at {path}")
+        raise MissingDataFileError(f"no image at {path}; put the JPEG there or remove the id from the list")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
-        raise OSError(f"OpenCV cannot decode the image {path}")
+        raise UnreadableFileError(f"OpenCV cannot decode the image {path}; replace it with an intact copy or remove "
+                                  "the id from the list")
     return img.astype(np.float32)
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:
     """Class-index map (H, W) int32 of a label PNG (palette indices, as ``np.asarray(Image.open(p), int32)``)."""
-    from PIL import Image
+    from voc12.dataloader import read_label_png
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no label PNG at {path}")
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(f"{path}: expected a palette or single-channel PNG of class indices, got mode {im.mode}")
-        return np.asarray(im, dtype=np.int32)
+    return read_label_png(path).astype(np.int32)  # checks the mode and the values (0..20, 255)
 
 
 def subtract_mean(image_bgr: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np.ndarray:
@@ -135,8 +132,11 @@ class DeepLabDataset(Dataset):
         img_id = self.ids[idx]
         image = read_image_bgr(self.voc_root / "JPEGImages" / f"{img_id}.jpg")
         label = read_label(self.label_dir / f"{img_id}.png") if self.label_dir is not None else None
-        if label is not None and label.shape != image.shape[:2]:
-            raise ValueError(f"{img_id}: label {label.shape} and image {image.shape[:2]} differ in size")
+        if label is not None:
+            from voc12.dataloader import check_same_size
+
+            check_same_size(img_id, label, self.label_dir / f"{img_id}.png", image.shape,
+                            self.voc_root / "JPEGImages" / f"{img_id}.jpg")
         if self.augment:
             image, label = self.augmentation(image, label)
         item = {"name": img_id,
