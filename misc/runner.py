@@ -122,7 +122,8 @@ def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[
                 raise RuntimeError(f"{task.name}: image {img_id!r}: {err}")
             try:
                 task.process(img_id, inputs)
-            except UserError:
+            except UserError as exc:  # keeps its type; the message gains the image id
+                exc.args = (f"{task.name}: image {img_id!r}: {exc}",)
                 raise
             except Exception as exc:
                 message = os_error_message(exc)
