@@ -49,14 +49,22 @@ TRAIN_STEPS = {"step.train_cam", "step.train_irn", "step.train_deeplab", "step.t
 PER_IMAGE_STEPS = {"step.make_cam", "step.cam_to_ir_label", "step.make_sem_seg_labels", "step.make_ins_seg_labels",
                    "step.export_deeplab_test"}
 
+REPO_ROOT = Path(__file__).resolve().parent
+STANDIN_DIR = REPO_ROOT / "weights" / "standin"  # the demo's stand-in for ImageNet weights (tools/pretrain_standin.py)
 DEMO_VOC_DIR = "data/demo_voc12"
 DEMO_CUB_DIR = "data/demo_cub/CUB_200_2011"
+
+# The demo's transformer differs by dataset: patch 8 on VOC's 64-px tiles, patch 16 (= the CNN's stride, for the L1
+# coupling) on CUB's 128-px images.
+DEMO_DEIT = {"voc": STANDIN_DIR / "deit_demo_p8.pth", "cub": STANDIN_DIR / "deit_demo_p16.pth"}
 
 # Named overrides of the defaults. "demo" finishes the whole pipeline on a 2-core CPU in minutes; "tiny" is the
 # test preset (seconds). Model widths shrink, schedules shorten; every rule of the pipeline stays the same.
 PRESETS: dict[str, dict] = {
     "demo": dict(
-        no_pretrained=True, num_workers=2,
+        no_pretrained=False, num_workers=2, cam_cnn_width=16, irn_backbone_width=16, wsol_cnn_width=16,
+        cam_cnn_pretrained=str(STANDIN_DIR / "resnet18_w16.pth"), irn_pretrained=str(STANDIN_DIR / "resnet18_w16.pth"),
+        deeplab_init=str(STANDIN_DIR / "deeplab_init_b1111_w16.pth"),
         demo_num_train=120, demo_num_val=40, demo_num_extra=360, demo_num_test=8, demo_image_size=(128, 176),
         vit_embed_dim=64, vit_depth=4, vit_num_heads=2, vit_patch_size=8, vit_tile_size=64, vit_num_passes=3,
         cam_cnn_depth=18, cam_batch_size=16, cam_num_epoches=30, cam_optimizer="adamw", cam_learning_rate=1e-3,
@@ -67,7 +75,7 @@ PRESETS: dict[str, dict] = {
         cub_demo_classes=10, cub_demo_train_per_class=30, cub_demo_test_per_class=10, wsol_epochs=30,
         wsol_batch_size=16, wsol_num_classes=10, wsol_lr=5e-4, wsol_lr_decay_epochs=20, wsol_l1_window=5,
         wsol_cnn_depth=18, wsol_heldout_per_class=2,
-        wsol_image_size=112, wsol_resize_size=128,
+        wsol_image_size=128, wsol_resize_size=146,
     ),
     "tiny": dict(
         no_pretrained=True, num_workers=0,
@@ -344,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--demo_max_objects", type=int, default=3, help=argparse.SUPPRESS)
     a("--cub_demo_train_per_class", type=int, default=8, help=argparse.SUPPRESS)
     a("--cub_demo_test_per_class", type=int, default=4, help=argparse.SUPPRESS)
+    a("--demo_data_seed", type=int, default=0,
+      help="seed of the built-in synthetic dataset (--seed seeds training only, so seeds compare on the same data)")
     return p
 
 
@@ -360,6 +370,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     preset = first.preset or ("demo" if first.demo else None)
     if preset:
         parser.set_defaults(**PRESETS[preset])
+        if preset == "demo":
+            parser.set_defaults(deit_pretrained=str(DEMO_DEIT[first.dataset]))
     args = parser.parse_args(argv)
     args.preset = preset
     work = Path(args.work_dir)
@@ -383,27 +395,47 @@ def planned_steps(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(flag, module) for flag, module in steps if getattr(args, flag)]
 
 
-def prepare_demo_data(args: argparse.Namespace) -> None:
-    """Write the synthetic dataset for --demo when it is not there yet (deterministic for --seed)."""
+def demo_data_spec(args: argparse.Namespace) -> dict:
+    """What shapes the built-in synthetic dataset (recorded beside it; another spec rewrites it)."""
     if args.dataset == "cub":
-        root = Path(args.cub_root)
-        if not (root / "images.txt").is_file():
-            from cub.synthetic import make_synthetic_cub
+        return {"dataset": "cub", "classes": args.cub_demo_classes, "train_per_class": args.cub_demo_train_per_class,
+                "test_per_class": args.cub_demo_test_per_class, "seed": args.demo_data_seed}
+    return {"dataset": "voc", "train": args.demo_num_train, "val": args.demo_num_val, "extra": args.demo_num_extra,
+            "test": args.demo_num_test, "image_size": list(args.demo_image_size),
+            "max_objects": args.demo_max_objects, "seed": args.demo_data_seed}
 
-            log.info("writing the synthetic CUB demo dataset to %s", root)
-            make_synthetic_cub(root.parent, num_classes=args.cub_demo_classes, seed=args.seed,
-                               train_per_class=args.cub_demo_train_per_class,
-                               test_per_class=args.cub_demo_test_per_class)
-        return
-    root = Path(args.voc12_root)
-    if not (root / "ImageSets" / "Segmentation" / "train.txt").is_file():
+
+def prepare_demo_data(args: argparse.Namespace) -> None:
+    """Write the synthetic dataset for --demo unless it is there with the same spec (deterministic for
+    ``--demo_data_seed``; ``--seed`` does not change the data)."""
+    import shutil
+
+    from misc.results import write_json
+
+    spec = demo_data_spec(args)
+    folder = Path(args.cub_root).parent if args.dataset == "cub" else Path(args.voc12_root)
+    marker = folder / ".crt_demo_data.json"
+    if marker.is_file():
+        if json.loads(marker.read_text()) == spec:
+            return
+        log.info("the synthetic demo data at %s was written with another spec: rewriting it", folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    log.info("writing the synthetic %s demo dataset to %s", args.dataset.upper(), folder)
+    if args.dataset == "cub":
+        from cub.synthetic import make_synthetic_cub
+
+        make_synthetic_cub(folder, num_classes=args.cub_demo_classes, seed=args.demo_data_seed,
+                           train_per_class=args.cub_demo_train_per_class,
+                           test_per_class=args.cub_demo_test_per_class)
+    else:
         from voc12.synthetic import make_synthetic_voc
 
-        log.info("writing the synthetic VOC demo dataset to %s", root)
         h, w = args.demo_image_size
-        make_synthetic_voc(root, num_train=args.demo_num_train, num_val=args.demo_num_val,
+        make_synthetic_voc(folder, num_train=args.demo_num_train, num_val=args.demo_num_val,
                            num_extra_aug=args.demo_num_extra, num_test=args.demo_num_test,
-                           image_size=((h, w), (h, w)), seed=args.seed, max_objects=args.demo_max_objects)
+                           image_size=((h, w), (h, w)), seed=args.demo_data_seed, max_objects=args.demo_max_objects)
+    write_json(marker, spec)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:

@@ -240,3 +240,24 @@ def test_shipped_manifest_and_sizes() -> None:
     assert total < 5 * 2**20
     assert "not imagenet" in manifest["what"].lower()
     assert (SHIPPED / "README.md").is_file()
+
+
+def test_demo_preset_loads_the_shipped_standins_through_the_real_flags() -> None:
+    """``--demo`` alone selects the shipped files through --deit_pretrained, --cam_cnn_pretrained, --irn_pretrained
+    and --deeplab_init (one DeiT file per dataset), at the widths they were trained for."""
+    voc = parse_args(["--demo"])
+    assert not voc.no_pretrained
+    assert Path(voc.deit_pretrained) == SHIPPED / FILES["p8"]
+    assert Path(voc.cam_cnn_pretrained) == Path(voc.irn_pretrained) == SHIPPED / FILES["resnet"]
+    assert Path(voc.deeplab_init) == SHIPPED / FILES["deeplab"]
+    assert (voc.cam_cnn_width, voc.irn_backbone_width, voc.deeplab_base_width) == (WIDTH, WIDTH, WIDTH)
+    assert (voc.vit_patch_size, voc.vit_tile_size) == (8, 64)
+    cub = parse_args(["--demo", "--dataset", "cub"])
+    assert Path(cub.deit_pretrained) == SHIPPED / FILES["p16"]
+    assert Path(cub.cam_cnn_pretrained) == SHIPPED / FILES["resnet"]
+    assert (cub.wsol_cnn_width, cub.wsol_patch_size, cub.wsol_image_size) == (WIDTH, 16, 128)
+    # a user's own file still wins over the preset's
+    own = parse_args(["--demo", "--deit_pretrained", "/data/deit_small.pth"])
+    assert own.deit_pretrained == "/data/deit_small.pth"
+    # the data does not depend on --seed: seeds compare on the same images
+    assert parse_args(["--demo", "--seed", "2"]).demo_data_seed == 0
