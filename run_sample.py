@@ -498,7 +498,9 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
         if any(m in modules for m in ("step.train_wsol", "step.eval_wsol")):
             from cub.dataset import CUBMetadata, load_or_make_heldout
 
-            load_or_make_heldout(CUBMetadata.load(args.cub_root), Path(args.wsol_out_dir) / "heldout_ids.txt",
+            from misc.paths import wsol_heldout_ids
+
+            load_or_make_heldout(CUBMetadata.load(args.cub_root), wsol_heldout_ids(args),
                                  args.wsol_heldout_per_class, leave_train=args.wsol_select_on == "heldout")
     elif modules:
         from voc12.dataloader import open_voc

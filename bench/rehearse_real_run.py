@@ -710,12 +710,10 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
 
     import run_sample
     from misc.indexing import PathIndex
-    from net.resnet50_irn import EdgeDisplacement
     from net.resnet_cam import freeze_lower_stages
-    from step._models import build_cnn_branch, build_vit_branch
-    from step.train_deeplab import build_model as build_deeplab
-    from step.train_irn import TRAIN_RADIUS, build_irn_loss_model
-    from step.make_sem_seg_labels import WALK_RADIUS
+    from misc.models import build_cam_cnn, build_cam_vit, build_deeplab, build_irn, build_irn_inference
+    from step.train_irn import TRAIN_RADIUS
+    from voc12.inference import WALK_RADIUS
     from voc12.dataloader import multiscale_flip_inputs
 
     args = run_sample.parse_args(["--no_pretrained"])  # every default, random init (values are irrelevant on meta)
@@ -731,10 +729,10 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     t0 = time.perf_counter()
 
     # train_cam: both branches, fwd + bwd, counted at batch 2 and scaled to the global batch
-    cnn = build_cnn_branch(args, pretrained=False)
+    cnn = build_cam_cnn(args, pretrained=False)
     freeze_lower_stages(cnn)
     cnn = cnn.to(meta).train()
-    vit = build_vit_branch(args, pretrained=False).to(meta).train()
+    vit = build_cam_vit(args, pretrained=False).to(meta).train()
     b, crop = 2, args.cam_crop_size
 
     def cam_update():
@@ -762,7 +760,7 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     units["make_cam_image"] = _flops(make_cam)
     # train_irn: batch 2 at the IRNet crop, scaled to the global batch; the mean shift: one forward per image
     crop = args.irn_crop_size
-    irn = build_irn_loss_model(args, PathIndex(radius=TRAIN_RADIUS, default_size=(crop // 4, crop // 4)))
+    irn = build_irn(args, PathIndex(radius=TRAIN_RADIUS, default_size=(crop // 4, crop // 4)))
     irn = irn.to(meta).train()
 
     def irn_update():
@@ -778,7 +776,7 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     units["train_irn_update"] = _flops(irn_update) * args.irn_batch_size // b
     units["train_irn_mean_shift_image"] = _flops(irn_mean_shift)
     # make_sem_seg_labels: IRNet on the [img, flip] pair (padded to the crop), then the random walk
-    edge_net = EdgeDisplacement(crop_size=args.irn_crop_size, stride=4, depth=args.irn_backbone_depth).to(meta).eval()
+    edge_net = build_irn_inference(args).to(meta).eval()
 
     def sem_seg():
         with torch.no_grad():

@@ -102,23 +102,23 @@ def _meta_state(build: Callable[[], nn.Module]) -> dict[str, torch.Tensor]:
         return build().state_dict()
 
 
-def _deit_need(args, *, num_classes: int, patch_size: int, tile_size: int, tiled: bool, what: str) -> Need:
-    from net.deit_cam import DEIT_DOWNLOAD_HINT, DEIT_TIMM_NAME, DeiTCAM, deit_state_for
+def _deit_need(args, build: Callable[[], torch.nn.Module], what: str) -> Need:
+    """``build``: the step's transformer (from :mod:`misc.models`), built on ``meta`` to get the receiving shapes."""
+    from net.deit_cam import DEIT_DOWNLOAD_HINT, DEIT_TIMM_NAME, deit_state_for
 
     def check(state: Mapping[str, torch.Tensor], source: str) -> None:
-        own = _meta_state(lambda: DeiTCAM(num_classes=num_classes, embed_dim=args.vit_embed_dim, depth=args.vit_depth,
-                                          num_heads=args.vit_num_heads, patch_size=patch_size, tile_size=tile_size,
-                                          num_passes=1, tiled=tiled, outer_residual=False))
+        own = _meta_state(build)
         deit_state_for(own, state, flag="--deit_pretrained", source=source)
 
     return Need("--deit_pretrained", args.deit_pretrained, DEIT_TIMM_NAME, what, check, DEIT_DOWNLOAD_HINT)
 
 
-def _resnet_need(flag: str, source: str | None, depth: int, what: str, width: int = 64) -> Need:
-    from net.resnet import TORCHVISION_URLS, build_resnet, resnet_state_for
+def _resnet_need(flag: str, source: str | None, depth: int, what: str, build: Callable[[], torch.nn.Module]) -> Need:
+    """``build``: the ResNet backbone of the step's model (from :mod:`misc.models`) that receives the weights."""
+    from net.resnet import TORCHVISION_URLS, resnet_state_for
 
     def check(state: Mapping[str, torch.Tensor], shown: str) -> None:
-        own = _meta_state(lambda: build_resnet(depth, base_width=width))
+        own = _meta_state(build)
         resnet_state_for(own, state, depth=depth, flag=flag, source=shown)
 
     url = TORCHVISION_URLS.get(depth)
@@ -127,13 +127,13 @@ def _resnet_need(flag: str, source: str | None, depth: int, what: str, width: in
 
 
 def _deeplab_need(args) -> Need:
-    from net.deeplab_v2 import COCO_INIT_HINT, TORCHVISION_URLS, backbone_init_state, build_deeplab_v2
+    from misc.models import build_deeplab
+    from net.deeplab_v2 import COCO_INIT_HINT, TORCHVISION_URLS, backbone_init_state
 
     depth = args.deeplab_depth
 
     def check(state: Mapping[str, torch.Tensor], shown: str) -> None:
-        own = _meta_state(lambda: build_deeplab_v2(n_classes=21, depth=depth, n_blocks=args.deeplab_blocks,
-                                                   base_width=args.deeplab_base_width, scales=None))
+        own = _meta_state(lambda: build_deeplab(args, msc=False))
         backbone_init_state(own, state, flag="--deeplab_init", source=shown, depth=depth)
 
     url = TORCHVISION_URLS.get(depth)
@@ -144,27 +144,30 @@ def _deeplab_need(args) -> Need:
 
 def needs_for(args, step_modules: Sequence[str]) -> list[Need]:
     """The pretrained sources the steps ``step_modules`` (e.g. ``"step.train_cam"``) will load, in order (mirrors
-    step/_models.py, step/train_irn.py, step/train_deeplab.py, step/train_wsol.py); empty with ``--no_pretrained``."""
+    the pretrained loads of misc/models.py, whose builders also give the receiving shapes); empty with
+    ``--no_pretrained``."""
     if getattr(args, "no_pretrained", False):
         return []
+    from misc.models import build_cam_cnn, build_cam_vit, build_irn_net, build_wsol_cnn, build_wsol_vit
+
     needs: list[Need] = []
     for module in step_modules:
         step = module.rsplit(".", 1)[-1]
         if step == "train_cam":
-            needs.append(_deit_need(args, num_classes=20, patch_size=args.vit_patch_size,
-                                    tile_size=args.vit_tile_size, tiled=True, what="train_cam transformer branch"))
+            needs.append(_deit_need(args, lambda: build_cam_vit(args, pretrained=False),
+                                    what="train_cam transformer branch"))
             needs.append(_resnet_need("--cam_cnn_pretrained", args.cam_cnn_pretrained, args.cam_cnn_depth,
-                                      "train_cam CNN branch", getattr(args, "cam_cnn_width", 64)))
+                                      "train_cam CNN branch", lambda: build_cam_cnn(args, pretrained=False).backbone))
         elif step == "train_irn":
             needs.append(_resnet_need("--irn_pretrained", args.irn_pretrained, args.irn_backbone_depth,
-                                      "train_irn backbone", getattr(args, "irn_backbone_width", 64)))
+                                      "train_irn backbone", lambda: build_irn_net(args).backbone))
         elif step == "train_deeplab":
             needs.append(_deeplab_need(args))
         elif step == "train_wsol":
-            needs.append(_deit_need(args, num_classes=args.wsol_num_classes, patch_size=args.wsol_patch_size,
-                                    tile_size=args.wsol_image_size, tiled=False, what="train_wsol transformer"))
+            needs.append(_deit_need(args, lambda: build_wsol_vit(args, pretrained=False),
+                                    what="train_wsol transformer"))
             needs.append(_resnet_need("--cam_cnn_pretrained", args.cam_cnn_pretrained, args.wsol_cnn_depth,
-                                      "train_wsol CNN branch", getattr(args, "wsol_cnn_width", 64)))
+                                      "train_wsol CNN branch", lambda: build_wsol_cnn(args, pretrained=False).backbone))
     return needs
 
 

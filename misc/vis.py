@@ -1,4 +1,5 @@
-"""PNGs a person looks at: CAM overlays, coloured label maps, side-by-side panels."""
+"""PNGs a person looks at: CAM overlays, coloured label maps, side-by-side panels (dataset-agnostic; the VOC panels
+of the steps are in :mod:`voc12.vis`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,6 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-
-from misc.imutils import colorize_label
 
 
 def heatmap(cam: np.ndarray) -> np.ndarray:
@@ -40,37 +39,3 @@ def hstack(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
 def save_rgb(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path)
-
-
-def save_cam_overlays(voc, ids: Sequence[str], cam_dir: str | Path, out_dir: str | Path) -> None:
-    """For each id: the image, then one overlay per GT class CAM (``high_res``), in one PNG."""
-    from misc.results import load_npz
-    from voc12.dataloader import read_image
-
-    for img_id in ids:
-        path = Path(cam_dir) / f"{img_id}.npz"
-        if not path.is_file():
-            continue
-        cam = load_npz(path)
-        img = read_image(voc.image_path(img_id), img_id)
-        panels = [img] + [overlay(img, c) for c in cam["high_res"]]
-        save_rgb(Path(out_dir) / f"{img_id}.png", hstack(panels))
-
-
-def save_label_panels(voc, ids: Sequence[str], label_dirs: Sequence[str | Path], out_dir: str | Path,
-                      gt: bool = True) -> None:
-    """For each id: image | coloured label map of each folder | ground truth (when present)."""
-    from voc12.dataloader import read_image, read_label_png
-
-    for img_id in ids:
-        img = read_image(voc.image_path(img_id), img_id)
-        panels = [img]
-        for d in label_dirs:
-            p = Path(d) / f"{img_id}.png"
-            if p.is_file():
-                panels.append(colorize_label(read_label_png(p)))
-        gt_path = voc.root / "SegmentationClass" / f"{img_id}.png"
-        if gt and gt_path.is_file():
-            panels.append(colorize_label(read_label_png(gt_path)))
-        if len(panels) > 1:
-            save_rgb(Path(out_dir) / f"{img_id}.png", hstack(panels))

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from net.resnet import TORCHVISION_URLS  # the ImageNet inits of the backbone (one table for every ResNet)
+
 log = logging.getLogger(__name__)
 
 BLOCKS_PER_DEPTH: dict[int, tuple[int, int, int, int]] = {
@@ -36,11 +38,6 @@ BN_EPS = 1e-5
 BN_MOMENTUM = 0.001  # deeplab-pytorch: 1 - 0.999 (irrelevant: BN is frozen)
 BOTTLENECK_EXPANSION = 4
 
-TORCHVISION_URLS: dict[int, str] = {
-    50: "https://download.pytorch.org/models/resnet50-19c8e357.pth",
-    101: "https://download.pytorch.org/models/resnet101-5d3b4d8f.pth",
-    152: "https://download.pytorch.org/models/resnet152-b121ed2d.pth",
-}
 COCO_INIT_HINT = (
     "deeplabv1_resnet101-coco.pth: the MS-COCO init of deeplab-pytorch (converted from DeepLab's init.caffemodel, "
     "Google Drive link in kazuto1011/deeplab-pytorch README)"

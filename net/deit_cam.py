@@ -357,20 +357,10 @@ def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
              f"; at their init: {missing}" if missing else "")
 
 
-# -------------------------------------------------------------------- factories
-def deit_cam_tiny(**kw: Any) -> DeiTCAM:
-    """DeiT-Ti CAM branch (dim 192, 3 heads)."""
-    return DeiTCAM(**{"embed_dim": 192, "depth": 12, "num_heads": 3, **kw})
-
-
+# -------------------------------------------------------------------- factories (one per variant; flags: misc/models.py)
 def deit_cam_small(**kw: Any) -> DeiTCAM:
     """DeiT-S CAM branch (dim 384, 6 heads), VOC defaults: 20 classes, 3 passes, tiled."""
     return DeiTCAM(**{"embed_dim": 384, "depth": 12, "num_heads": 6, **kw})
-
-
-def deit_cam_base(**kw: Any) -> DeiTCAM:
-    """DeiT-B CAM branch (dim 768, 12 heads)."""
-    return DeiTCAM(**{"embed_dim": 768, "depth": 12, "num_heads": 12, **kw})
 
 
 def deit_wsol_small(**kw: Any) -> DeiTCAM:

@@ -68,14 +68,16 @@ class IRNet(nn.Module):
 
     def __init__(self, depth: int = 50, base_width: int = 64) -> None:
         super().__init__()
-        # the attribute keeps the original's key name ``resnet50.*`` whatever the depth (18/34 serve small demos)
+        # The backbone is a ResNet of any depth (18/34 serve small demos); read it as ``self.backbone``. It is
+        # registered under the original's name ``resnet50`` so that the state-dict keys stay ``resnet50.*``: the
+        # original checkpoints, the fixtures and every saved IRNet load unchanged. Do not rename the registration.
         self.resnet50 = build_resnet(depth, strides=(2, 2, 2, 1), base_width=base_width)
-        self.resnet50.requires_grad_(False)
+        self.backbone.requires_grad_(False)
         self.depth = depth
         self.base_width = base_width
         self.mean_shift = MeanShift(2)
         w = base_width  # 64 = torchvision; narrower backbones (the demo's) shrink the heads' input channels only
-        e = self.resnet50.out_channels // (8 * w)  # block expansion: 4 for ResNet-50/101/152, 1 for 18/34
+        e = self.backbone.out_channels // (8 * w)  # block expansion: 4 for ResNet-50/101/152, 1 for 18/34
         c1, c2, c3, c4, c5 = w, w * e, 2 * w * e, 4 * w * e, 8 * w * e
 
         self.fc_edge1 = _conv_gn(c1, 32, 4)
@@ -98,6 +100,11 @@ class IRNet(nn.Module):
             nn.Conv2d(256, 2, 1, bias=False),
         )
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The ResNet backbone (any depth; its state-dict keys are ``resnet50.*``, the original's name)."""
+        return self.resnet50
+
     def edge_modules(self) -> list[nn.Module]:
         return [self.fc_edge1, self.fc_edge2, self.fc_edge3, self.fc_edge4, self.fc_edge5, self.fc_edge6]
 
@@ -106,7 +113,7 @@ class IRNet(nn.Module):
 
     def backbone_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Detached stage outputs [x1 (64, /4), x2 (256, /4), x3 (512, /8), x4 (1024, /16), x5 (2048, /16)]."""
-        r = self.resnet50
+        r = self.backbone
         x1 = r.maxpool(r.relu(r.bn1(r.conv1(x)))).detach()
         x2 = r.layer1(x1).detach()
         x3 = r.layer2(x2).detach()
@@ -148,7 +155,7 @@ class IRNet(nn.Module):
     def train(self, mode: bool = True) -> "IRNet":
         """Heads follow ``mode``; the backbone always stays in eval mode (and frozen)."""
         super().train(mode)
-        self.resnet50.eval()
+        self.backbone.eval()
         return self
 
 
@@ -310,6 +317,6 @@ def load_irn_weights(model: IRNet, state: Mapping[str, torch.Tensor]) -> None:
 
 
 def load_imagenet_backbone(model: IRNet, source: str | None = None, flag: str = "--irn_pretrained") -> None:
-    """Fill ``model.resnet50`` with ImageNet weights (resnet50-19c8e357 / timm resnet50.tv_in1k at depth 50)."""
-    load_resnet_imagenet(model.resnet50, model.depth, source, flag)
-    model.resnet50.requires_grad_(False)
+    """Fill ``model.backbone`` with ImageNet weights (resnet50-19c8e357 / timm resnet50.tv_in1k at depth 50)."""
+    load_resnet_imagenet(model.backbone, model.depth, source, flag)
+    model.backbone.requires_grad_(False)

@@ -79,14 +79,14 @@ class ResNetCAM(nn.Module):
         return out
 
 
-def resnet_cam_voc(depth: int = 152, num_classes: int = 20) -> ResNetCAM:
+def resnet_cam_voc(depth: int = 152, num_classes: int = 20, base_width: int = 64) -> ResNetCAM:
     """VOC CAM branch: ResNet-152, 20 classes, strides (2,2,2,1)."""
-    return ResNetCAM(depth=depth, num_classes=num_classes)
+    return ResNetCAM(depth=depth, num_classes=num_classes, base_width=base_width)
 
 
-def resnet_cam_cub(depth: int = 50, num_classes: int = 200) -> ResNetCAM:
+def resnet_cam_cub(depth: int = 50, num_classes: int = 200, base_width: int = 64) -> ResNetCAM:
     """CUB CNN branch: ResNet-50, 200 classes; use ``forward_wsol``."""
-    return ResNetCAM(depth=depth, num_classes=num_classes)
+    return ResNetCAM(depth=depth, num_classes=num_classes, base_width=base_width)
 
 
 def freeze_lower_stages(model: ResNetCAM) -> None:

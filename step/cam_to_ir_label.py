@@ -10,6 +10,7 @@ from pathlib import Path
 from misc.fingerprint import identity
 from misc.ir_label import make_ir_label
 from misc.outputs import load_output_npz
+from misc.paths import cam_path, label_png
 from misc.results import save_png
 from misc.runner import PerImageTask, run_per_image
 from voc12.dataloader import open_voc, read_image
@@ -24,17 +25,17 @@ class IRLabelTask(PerImageTask):
         self.fg_thres, self.bg_thres = args.conf_fg_thres, args.conf_bg_thres
 
     def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.png"
+        return label_png(self.out_dir, img_id)
 
     def config(self) -> dict:
         return {"voc12_root": str(self.voc.root), "cams": identity(self.cam_dir), "conf_fg_thres": self.fg_thres,
                 "conf_bg_thres": self.bg_thres}
 
     def load(self, img_id: str):
-        cam_path = self.cam_dir / f"{img_id}.npz"
-        if not cam_path.is_file():
-            raise FileNotFoundError(f"no CAM at {cam_path}; run make_cam first")
-        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(cam_path, "make_cam",
+        path = cam_path(self.cam_dir, img_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"no CAM at {path}; run make_cam first")
+        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(path, "make_cam",
                                                                                  ("keys", "high_res"))
 
     def process(self, img_id: str, inputs) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 
 from misc.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
 from misc.outputs import load_output_npz
+from misc.paths import cam_path, vis_dir
 from misc.results import update_metrics
-from voc12.dataloader import NUM_LABELS, check_voc_root, open_voc, read_label_png
+from voc12.dataloader import NUM_LABELS, check_voc_root, class_gt_path, open_voc, read_label_png
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def cam_to_seed(high_res: np.ndarray, keys: np.ndarray, bg_thres: float) -> np.n
 
 
 def load_cam(cam_dir: str | Path, img_id: str) -> dict[str, np.ndarray]:
-    path = Path(cam_dir) / f"{img_id}.npz"
+    path = cam_path(cam_dir, img_id)
     if not path.is_file():
         raise FileNotFoundError(f"eval: no CAM for image id {img_id!r} at {path}; run make_cam first")
     return load_output_npz(path, "make_cam", ("keys", "high_res"))
@@ -59,12 +60,12 @@ def run(args) -> dict:
     root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
     voc = open_voc(root, args.list_cache_dir)
     ids = voc.ids(args.chainer_eval_set)
-    missing = [i for i in ids if not (Path(args.cam_out_dir) / f"{i}.npz").is_file()]
+    missing = [i for i in ids if not cam_path(args.cam_out_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
                                 "make_cam writes them for --train_list, which must cover --chainer_eval_set")
     cams = (load_cam(args.cam_out_dir, i) for i in ids)
-    gts = (read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids)
+    gts = (read_label_png(class_gt_path(root, i)) for i in ids)
     thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
     results = evaluate_seeds(cams, gts, thresholds, ids)
     main = results[float(args.cam_eval_thres)]
@@ -80,7 +81,7 @@ def run(args) -> dict:
         "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
     }
     update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
-    from misc.vis import save_cam_overlays
+    from voc12.vis import save_cam_overlays
 
-    save_cam_overlays(voc, ids[: args.vis_num], args.cam_out_dir, Path(args.result_dir) / "vis" / "cam")
+    save_cam_overlays(voc, ids[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
     return metrics

@@ -12,75 +12,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from misc.imutils import voc_palette
 from misc.metrics import deeplab_scores
-from misc.outputs import load_output_npz, output_problem, read_output_png
-from misc.results import save_npz, save_png, update_metrics
 from misc.fingerprint import identity, prepare_output_dir
+from misc.outputs import load_output_npz, output_problem, read_output_png
+from misc.paths import deeplab_logits_path, deeplab_val_dirs, label_png, vis_dir
+from misc.results import save_png, update_metrics
 from misc.runner import PerImageTask, device_workers, run_per_image
-from misc.torchutils import autocast
-from voc12.dataloader import check_voc_root, open_voc, read_label_png
+from voc12.dataloader import check_voc_root, class_gt_path, open_voc, read_label_png
+from voc12.inference import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
-
-
-def load_deeplab(args, device: torch.device):
-    from net.deeplab_v2 import load_deeplab_checkpoint
-    from step.train_deeplab import build_model
-
-    path = Path(args.deeplab_weights_name)
-    if not path.is_file():
-        raise FileNotFoundError(f"no DeepLab weights at {path}; run train_deeplab first (or pass "
-                                "--deeplab_weights_name, e.g. a deeplab-pytorch checkpoint)")
-    model = build_model(args)
-    load_deeplab_checkpoint(model, path)
-    return model.to(device).eval()
-
-
-class DeepLabLogitsTask(PerImageTask):
-    """Stride-8 MSC-max logits (21, h, w) float32 of one image."""
-
-    name = "deeplab_logits"
-    output_keys = ("logits", "size")
-
-    def __init__(self, args, voc, out_dir: Path) -> None:
-        self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
-
-    def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.npz"
-
-    def config(self) -> dict:
-        from step.train_deeplab import deeplab_arch
-
-        return {"voc12_root": str(self.voc.root), "weights": identity(self.args.deeplab_weights_name),
-                "arch": deeplab_arch(self.args), "amp": self.args.amp, **self.own_config()}
-
-    def own_config(self) -> dict:
-        return {}
-
-    def setup(self, device: torch.device) -> None:
-        self.device = device
-        self.model = load_deeplab(self.args, device)
-
-    def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr, subtract_mean
-
-        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.voc.image_path(img_id))).transpose(2, 0, 1))
-
-    def process(self, img_id: str, img) -> None:
-        x = torch.as_tensor(np.asarray(img))[None].to(self.device)
-        with autocast(self.device, self.args.amp):
-            logits = self.model(x)
-        save_npz(self.output_path(img_id), logits=logits[0].float().cpu().numpy(),
-                 size=np.asarray(img.shape[1:], np.int64))
-
-
-def probs_from_logits(logits_npz: dict) -> np.ndarray:
-    from misc.deeplab_utils import logits_to_probs
-
-    return logits_to_probs(logits_npz["logits"], tuple(int(v) for v in logits_npz["size"]))
 
 
 class CRFTask(PerImageTask):
@@ -93,7 +36,7 @@ class CRFTask(PerImageTask):
         self.voc, self.logits_dir, self.out_dir, self.guide = voc, Path(logits_dir), Path(out_dir), guide
 
     def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.png"
+        return label_png(self.out_dir, img_id)
 
     def config(self) -> dict:
         return {"logits": identity(self.logits_dir), "guide": self.guide}
@@ -102,7 +45,7 @@ class CRFTask(PerImageTask):
         from voc12.deeplab_data import read_image_bgr
 
         return read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8), load_output_npz(
-            self.logits_dir / f"{img_id}.npz", "eval_deeplab", DeepLabLogitsTask.output_keys)
+            deeplab_logits_path(self.logits_dir, img_id), "eval_deeplab", DeepLabLogitsTask.output_keys)
 
     def process(self, img_id: str, inputs) -> None:
         from misc.crf import crf_inference_softmax, deeplab_crf_guide
@@ -117,16 +60,17 @@ def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: boo
     """Argmax of the upsampled logits → ``out_dir/<id>.png``; the folder follows the logits' fingerprint."""
     prepare_output_dir(out_dir, "deeplab_pred", {"logits": identity(logits_dir)}, (".png",), overwrite)
     for img_id in ids:
-        path = out_dir / f"{img_id}.png"
+        path = label_png(out_dir, img_id)
         if not path.is_file() or output_problem(path):
-            logits = load_output_npz(logits_dir / f"{img_id}.npz", "eval_deeplab", DeepLabLogitsTask.output_keys)
+            logits = load_output_npz(deeplab_logits_path(logits_dir, img_id), "eval_deeplab",
+                                     DeepLabLogitsTask.output_keys)
             pred = np.argmax(probs_from_logits(logits), 0).astype(np.uint8)
             save_png(path, pred, palette=voc_palette())
 
 
-def score_folder(ids, pred_dir: Path, gt_dir: Path) -> dict:
-    gts = [read_label_png(gt_dir / f"{i}.png") for i in ids]
-    preds = [read_output_png(pred_dir / f"{i}.png", "eval_deeplab") for i in ids]
+def score_folder(ids, pred_dir: Path, voc_root: Path) -> dict:
+    gts = [read_label_png(class_gt_path(voc_root, i)) for i in ids]
+    preds = [read_output_png(label_png(pred_dir, i), "eval_deeplab") for i in ids]
     scores, _ = deeplab_scores(gts, preds, 21, ids)
     return scores
 
@@ -135,24 +79,21 @@ def run(args) -> dict:
     root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
     voc = open_voc(root, args.list_cache_dir)
     ids = voc.ids(args.val_list)
-    out = Path(args.deeplab_out_dir)
-    logits_dir, pred_dir, crf_dir = out / "val_logits", out / "val_pred", out / "val_crf"
+    logits_dir, pred_dir, crf_dir = deeplab_val_dirs(args)
     run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
                   **device_workers(args))
     predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite)
-    gt_dir = root / "SegmentationClass"
-    metrics = {"no_crf": score_folder(ids, pred_dir, gt_dir), "val_list": args.val_list, "num_images": len(ids)}
+    metrics = {"no_crf": score_folder(ids, pred_dir, root), "val_list": args.val_list, "num_images": len(ids)}
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
         run_per_image(CRFTask(voc, logits_dir, crf_dir, args.deeplab_crf_guide), ids, devices=["cpu"],
                       processes=max(1, args.num_workers), overwrite=args.overwrite, split_ranks=False)
-        metrics["crf"] = score_folder(ids, crf_dir, gt_dir)
+        metrics["crf"] = score_folder(ids, crf_dir, root)
         metrics["crf_guide"] = args.deeplab_crf_guide
         log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
     update_metrics(args.result_dir, "eval_deeplab", metrics, inputs=[args.deeplab_weights_name])
-    from misc.vis import save_label_panels
+    from voc12.vis import save_label_panels
 
     shown = crf_dir if args.deeplab_crf else pred_dir
-    save_label_panels(voc, ids[: args.vis_num], [args.deeplab_label_dir, shown], Path(args.result_dir) / "vis" /
-                      "deeplab")
+    save_label_panels(voc, ids[: args.vis_num], [args.deeplab_label_dir, shown], vis_dir(args, "deeplab"))
     return metrics

@@ -11,8 +11,9 @@ from pathlib import Path
 from misc.imutils import VOC_CLASS_NAMES
 from misc.instance_ap import eval_instance_segmentation_voc, read_voc_instances
 from misc.outputs import load_output_npz
+from misc.paths import ins_seg_path
 from misc.results import update_metrics
-from voc12.dataloader import check_voc_root, open_voc
+from voc12.dataloader import check_voc_root, class_gt_path, object_gt_path, open_voc
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,12 @@ def run(args) -> dict:
     pred_dir = Path(args.ins_seg_out_dir)
     preds = []
     for i in ids:
-        path = pred_dir / f"{i}.npz"
+        path = ins_seg_path(pred_dir, i)
         if not path.is_file():
             raise FileNotFoundError(f"eval_ins_seg: no instance labels for {i!r} at {path}; run make_ins_seg_labels "
                                     "with an --infer_list covering --chainer_eval_set")
         preds.append(load_output_npz(path, "make_ins_seg_labels", ("score", "mask", "class")))
-    gts = [read_voc_instances(root / "SegmentationObject" / f"{i}.png", root / "SegmentationClass" / f"{i}.png")
-           for i in ids]
+    gts = [read_voc_instances(object_gt_path(root, i), class_gt_path(root, i)) for i in ids]
     r = eval_instance_segmentation_voc([p["mask"] for p in preds], [p["class"] for p in preds],
                                        [p["score"] for p in preds], [g[0] for g in gts], [g[1] for g in gts],
                                        iou_thresh=0.5)

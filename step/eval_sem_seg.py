@@ -13,8 +13,9 @@ import numpy as np
 
 from misc.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
 from misc.outputs import read_output_png
+from misc.paths import label_png
 from misc.results import update_metrics
-from voc12.dataloader import NUM_LABELS, check_voc_root, open_voc, read_label_png
+from voc12.dataloader import NUM_LABELS, check_voc_root, class_gt_path, open_voc, read_label_png
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ def run(args) -> dict:
     root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
     ids = open_voc(root, args.list_cache_dir).ids(args.chainer_eval_set)
     pred_dir = Path(args.sem_seg_out_dir)
-    missing = [i for i in ids if not (pred_dir / f"{i}.png").is_file()]
+    missing = [i for i in ids if not label_png(pred_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_sem_seg: {len(missing)} masks missing in {pred_dir} (e.g. {missing[0]!r}); "
                                 "make_sem_seg_labels writes them for --infer_list, which must cover --chainer_eval_set")
-    preds = [read_output_png(pred_dir / f"{i}.png", "make_sem_seg_labels") for i in ids]
-    gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in ids]
+    preds = [read_output_png(label_png(pred_dir, i), "make_sem_seg_labels") for i in ids]
+    gts = [read_label_png(class_gt_path(root, i)) for i in ids]
     r = evaluate_masks(preds, gts, ids)
     log.info("eval_sem_seg: bg fp %.4f fn %.4f; fg mean fp %.4f fn %.4f", r["fp_bg"], r["fn_bg"], r["fp_fg_mean"],
              r["fn_fg_mean"])

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from misc.paths import label_png, vis_dir
 from misc.results import update_metrics
 from misc.torchutils import autocast
 
@@ -48,25 +49,20 @@ def save_wsol_pictures(meta, records, ids, cams_gt, gt_boxes, out_dir: Path, siz
         pic = overlay(image, resize_cam(cam, size))
         draw_box(pic, gt_box, (0, 255, 0))
         draw_box(pic, rec["gtk_box"], (255, 0, 0))
-        save_rgb(out_dir / f"{img_id}.png", pic)
+        save_rgb(label_png(out_dir, img_id), pic)
 
 
 def run(args) -> dict:
     from cub.dataset import CUBMetadata, build_eval_dataset
     from misc.distributed import resolve_device
-    from misc.weights import load_checkpoint
+    from misc.models import load_wsol_vit
     from misc.wsol_metrics import MaxBoxAccMeter, WSOLMeter
-    from step.train_wsol import build_wsol_vit
 
     device = resolve_device(args.device)
     meta = CUBMetadata.load(args.cub_root)
     meta.check_num_classes(args.wsol_num_classes, "--wsol_num_classes")
     path = Path(args.wsol_weights_name)
-    if not path.is_file():
-        raise FileNotFoundError(f"eval_wsol: no weights at {path}; run train_wsol first (or pass --wsol_weights_name)")
-    model = build_wsol_vit(args, pretrained=False)
-    model.load_state_dict(load_checkpoint(path), strict=True)
-    model = model.to(device).eval()
+    model = load_wsol_vit(args, device)
     ds = build_eval_dataset(meta, None, crop_size=args.wsol_image_size)
     loader = DataLoader(ds, batch_size=args.wsol_batch_size, shuffle=False, num_workers=args.num_workers)
     meter = WSOLMeter(cam_thr=args.wsol_cam_thr, size=args.wsol_image_size, box_rule=args.wsol_box_rule,
@@ -99,5 +95,5 @@ def run(args) -> dict:
              summary["n_images"])
     update_metrics(args.result_dir, "eval_wsol", metrics, inputs=[args.wsol_weights_name])
     save_wsol_pictures(meta, meter.records[: len(shown_ids)], shown_ids, shown_cams, shown_boxes,
-                       Path(args.result_dir) / "vis" / "wsol", args.wsol_image_size)
+                       vis_dir(args, "wsol"), args.wsol_image_size)
     return metrics

@@ -12,24 +12,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misc.imutils import voc_palette
-from misc.results import atomic_write, save_png
 from misc.distributed import barrier, is_main_process
+from misc.imutils import voc_palette
+from misc.paths import deeplab_server_dir, deeplab_test_archive
+from misc.results import atomic_write, save_png
 from misc.runner import device_workers, run_per_image
 from misc.torchutils import autocast
-from step.eval_deeplab import DeepLabLogitsTask, probs_from_logits
 from voc12.dataloader import open_voc
+from voc12.inference import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
-SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
 
 
 class TestExportTask(DeepLabLogitsTask):
     name = "export_deeplab_test"
     suffix = ".png"
-
-    def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.png"
 
     def own_config(self) -> dict:
         return {"crf": self.args.deeplab_crf, "crf_guide": self.args.deeplab_crf_guide}
@@ -64,13 +61,13 @@ def run(args) -> Path | None:
                     "skipped", args.test_list, voc.root)
         return None
     out = Path(args.deeplab_out_dir)
-    png_dir = out / SERVER_DIR
+    png_dir = deeplab_server_dir(args)
     run_per_image(TestExportTask(args, voc, png_dir), ids, overwrite=args.overwrite, shard=args.shard,
                   **device_workers(args))
     barrier()  # the archive holds every rank's PNGs
     if not is_main_process():
         return None
-    archive = out / "voc2012_test_comp6.tar.gz"
+    archive = deeplab_test_archive(args)
 
     def write(tmp: str) -> None:
         with tarfile.open(tmp, "w:gz") as tar:

@@ -16,8 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from misc.imutils import get_strided_size, get_strided_up_size
+from misc.models import load_cam_vit, vit_kwargs
+from misc.paths import cam_path, cam_vit_weights
 from misc.results import save_npz
 from misc.runner import PerImageTask, device_workers, run_per_image
+from net.deit_cam import fuse_flip_pair
 from voc12.dataloader import multiscale_flip_inputs, open_voc, read_image
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ def pair_cams(model, pairs: Sequence[np.ndarray], size: tuple[int, int], label: 
         x = torch.from_numpy(pair).to(device)
         with torch.inference_mode(), autocast(device, amp):
             cams = model.forward_cam(x)
-        outs.append((cams[0] + cams[1].flip(-1)).float())
+        outs.append(fuse_flip_pair(cams).float())
     cam, high = fuse_scales(outs, size, keys.to(device), model.patch_size)
     return {"keys": keys.numpy().astype(np.int64), "cam": cam.cpu().numpy(), "high_res": high.cpu().numpy()}
 
@@ -60,28 +63,6 @@ def image_cams(model, img: np.ndarray, label: np.ndarray, scales: Sequence[float
                amp: bool | str = False) -> dict[str, np.ndarray]:
     """The make_cam output dict of one RGB uint8 image (no grad)."""
     return pair_cams(model, multiscale_flip_inputs(img, scales), img.shape[:2], label, device, amp)
-
-
-def vit_weights_path(args) -> Path:
-    """``--cam2_weights_name``, or the original's ``<name>.pth`` when only that exists."""
-    path = Path(args.cam2_weights_name)
-    if not path.is_file() and Path(str(path) + ".pth").is_file():
-        return Path(str(path) + ".pth")
-    return path
-
-
-def load_vit_branch(args, device: torch.device):
-    """The trained transformer branch from ``--cam2_weights_name`` (also accepts the original's ``.pth.pth``)."""
-    from misc.weights import load_checkpoint
-    from step._models import build_vit_branch
-
-    path = vit_weights_path(args)
-    if not path.is_file():
-        raise FileNotFoundError(f"make_cam: no transformer weights at {path}; run train_cam first "
-                                "(or pass --cam2_weights_name)")
-    model = build_vit_branch(args, pretrained=False)
-    model.load_state_dict(load_checkpoint(path), strict=True)
-    return model.to(device).eval()
 
 
 class MakeCamTask(PerImageTask):
@@ -93,19 +74,18 @@ class MakeCamTask(PerImageTask):
         self.out_dir = Path(args.cam_out_dir)
 
     def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.npz"
+        return cam_path(self.out_dir, img_id)
 
     def config(self) -> dict:
         from misc.fingerprint import identity
-        from step._models import vit_kwargs
 
         a = self.args
-        return {"voc12_root": str(self.voc.root), "weights": identity(vit_weights_path(a)), "vit": vit_kwargs(a),
+        return {"voc12_root": str(self.voc.root), "weights": identity(cam_vit_weights(a)), "vit": vit_kwargs(a),
                 "scales": list(a.cam_scales), "amp": a.amp}
 
     def setup(self, device: torch.device) -> None:
         self.device = device
-        self.model = load_vit_branch(self.args, device)
+        self.model = load_cam_vit(self.args, device)
 
     def load(self, img_id: str):
         """In the loader worker: the image rescaled to every scale, with its flip (the GPU process only infers)."""

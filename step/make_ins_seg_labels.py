@@ -4,16 +4,14 @@ Output: ``<ins_seg_out_dir>/<id>.npz`` with ``score`` (R,), ``mask`` (R, H, W) b
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from misc.instances import ins_seg_from_cams
 from misc.results import save_npz
 from misc.runner import device_workers, run_per_image
-from step.make_sem_seg_labels import WALK_RADIUS, IRNetTask
 from voc12.dataloader import open_voc
+from voc12.inference import WALK_RADIUS, IRNetTask
 
 
 class InsSegTask(IRNetTask):
@@ -23,9 +21,6 @@ class InsSegTask(IRNetTask):
 
     def own_config(self) -> dict:
         return {"ins_seg_bg_thres": self.args.ins_seg_bg_thres}
-
-    def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.npz"
 
     def process(self, img_id: str, inputs) -> None:
         img, cam = inputs

@@ -11,51 +11,12 @@ from pathlib import Path
 import torch
 
 from misc.imutils import voc_palette
+from misc.paths import vis_dir
 from misc.random_walk import sem_seg_from_cams
-from misc.outputs import load_output_npz
 from misc.results import save_png
-from misc.fingerprint import identity
-from misc.runner import PerImageTask, device_workers, run_per_image
-from misc.torchutils import autocast
-from step._models import image_pair, load_edge_displacement
-from voc12.dataloader import open_voc, read_image
-
-WALK_RADIUS = 5
-
-
-class IRNetTask(PerImageTask):
-    """Shared by the semantic and instance steps: image + CAMs in, IRNet (edge, displacement) on the device."""
-
-    def __init__(self, args, voc, out_dir: str) -> None:
-        self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
-        self.cam_dir = Path(args.cam_out_dir)
-
-    def config(self) -> dict:
-        a = self.args
-        return {"voc12_root": str(self.voc.root), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
-                "irn_depth": a.irn_backbone_depth, "irn_width": a.irn_backbone_width, "irn_crop": a.irn_crop_size,
-                "beta": a.beta,
-                "exp_times": a.exp_times, "amp": a.amp, **self.own_config()}
-
-    def own_config(self) -> dict:
-        return {}
-
-    def setup(self, device: torch.device) -> None:
-        self.device = device
-        self.model = load_edge_displacement(self.args, device)
-
-    def load(self, img_id: str):
-        cam_path = self.cam_dir / f"{img_id}.npz"
-        if not cam_path.is_file():
-            raise FileNotFoundError(f"no CAM at {cam_path}; make_cam covers --train_list, which must include "
-                                    "--infer_list")
-        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(cam_path, "make_cam",
-                                                                                 ("keys", "cam"))
-
-    def edge_and_displacement(self, img) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.device, self.args.amp):
-            edge, dp = self.model(image_pair(img).to(self.device))
-        return edge.float(), dp.float()
+from misc.runner import device_workers, run_per_image
+from voc12.dataloader import open_voc
+from voc12.inference import WALK_RADIUS, IRNetTask
 
 
 class SemSegTask(IRNetTask):
@@ -64,9 +25,6 @@ class SemSegTask(IRNetTask):
 
     def own_config(self) -> dict:
         return {"sem_seg_bg_thres": self.args.sem_seg_bg_thres}
-
-    def output_path(self, img_id: str) -> Path:
-        return self.out_dir / f"{img_id}.png"
 
     def process(self, img_id: str, inputs) -> None:
         img, cam = inputs
@@ -96,7 +54,6 @@ def run(args) -> None:
                   **device_workers(args))
     barrier()
     if is_main_process():
-        from misc.vis import save_label_panels
+        from voc12.vis import save_label_panels
 
-        save_label_panels(voc, ids[: args.vis_num], [args.sem_seg_out_dir], Path(args.result_dir) / "vis" /
-                          "sem_seg")
+        save_label_panels(voc, ids[: args.vis_num], [args.sem_seg_out_dir], vis_dir(args, "sem_seg"))

@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader
 from misc.cam_loss import train_cam_losses
 from misc.distributed import DistContext, all_reduce_mean, make_loader
 from misc.fingerprint import ids_digest, source_identity
+from misc.models import build_cam_cnn, build_cam_vit, vit_kwargs
 from misc.torchutils import PolyAdamW, PolySGD, gap2d
 from misc.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
-from step._models import build_cnn_branch, build_vit_branch, vit_kwargs
 from voc12.dataloader import VOC12ClassificationDataset, open_voc
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,8 @@ class TrainCamJob(TrainJob):
                                       num_workers=a.num_workers)
         self.global_batch, self.micro_batch = a.cam_batch_size, None
         self.total_updates = (len(train_ids) // a.cam_batch_size) * a.cam_num_epoches
-        cnn = build_cnn_branch(a, pretrained=True)
-        vit = build_vit_branch(a, pretrained=True)
+        cnn = build_cam_cnn(a, pretrained=True)
+        vit = build_cam_vit(a, pretrained=True)
         freeze_lower_stages(cnn)
         self.cnn, self.vit = cnn.to(device).train(), vit.to(device).train()
         self.device = device

@@ -18,6 +18,8 @@ import torch
 from misc.checkpoint import save_state_dict
 from misc.distributed import DistContext
 from misc.fingerprint import identity, ids_digest, source_identity
+from misc.models import build_deeplab, deeplab_arch
+from misc.paths import deeplab_checkpoint, label_png
 from misc.training import TrainJob, autocast, run_training
 from voc12.dataloader import open_voc
 
@@ -36,17 +38,6 @@ def check_not_ground_truth(label_dir: str | Path, voc_root: str | Path, allow: b
     if is_gt:
         log.warning("train_deeplab: training on GROUND TRUTH %s (--allow_gt_training): not a weakly supervised result",
                     label_dir)
-
-
-def build_model(args):
-    from net.deeplab_v2 import build_deeplab_v2
-
-    return build_deeplab_v2(n_classes=21, depth=args.deeplab_depth, n_blocks=args.deeplab_blocks,
-                            base_width=args.deeplab_base_width)
-
-
-def deeplab_arch(args) -> dict:
-    return {"depth": args.deeplab_depth, "blocks": args.deeplab_blocks, "base_width": args.deeplab_base_width}
 
 
 class TrainDeepLabJob(TrainJob):
@@ -80,7 +71,7 @@ class TrainDeepLabJob(TrainJob):
         check_not_ground_truth(a.deeplab_label_dir, voc.root, a.allow_gt_training)
         ids = voc.ids(a.deeplab_train_list)
         label_dir = Path(a.deeplab_label_dir)
-        missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
+        missing = [i for i in ids if not label_png(label_dir, i).is_file()]
         if missing:
             raise FileNotFoundError(f"train_deeplab: {len(missing)} of {len(ids)} masks of --deeplab_train_list "
                                     f"{a.deeplab_train_list} missing in {label_dir} (e.g. {missing[0]!r}); run "
@@ -91,7 +82,7 @@ class TrainDeepLabJob(TrainJob):
         self.micro_batch = a.deeplab_batch_size
         self.total_updates = a.deeplab_iters
         self.checkpoint_every = a.deeplab_checkpoint_every
-        model = build_model(a)
+        model = build_deeplab(a)
         if not a.no_pretrained:
             kind = load_backbone_init(model, a.deeplab_init, depth=a.deeplab_depth, flag="--deeplab_init")
             log.info("train_deeplab: backbone init %s", kind)
@@ -113,7 +104,7 @@ class TrainDeepLabJob(TrainJob):
     def after_update(self, update: int) -> None:
         self.schedulers["poly"].step(update)  # deeplab-pytorch: iterations count from 1, lr set after the step
         if self.ctx.is_main and update % self.args.deeplab_checkpoint_every == 0:
-            save_state_dict(self.model.state_dict(), self.sess_dir / "deeplab" / f"checkpoint_{update}.pth")
+            save_state_dict(self.model.state_dict(), deeplab_checkpoint(self.sess_dir, update))
 
     def final_state_dicts(self) -> dict[Path, dict]:
         return {Path(self.args.deeplab_weights_name): self.model.state_dict()}

@@ -18,22 +18,13 @@ from tqdm import tqdm
 from misc.distributed import DistContext, all_reduce_mean, make_loader
 from misc.fingerprint import identity, ids_digest, source_identity
 from misc.indexing import PathIndex, affinity_labels_batch
+from misc.models import build_irn
 from misc.torchutils import PolySGD
 from misc.training import TrainJob, autocast, run_training
 from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset, open_voc
 
 log = logging.getLogger(__name__)
 TRAIN_RADIUS = 10
-
-
-def build_irn_loss_model(args, path_index: PathIndex):
-    from net.resnet50_irn import AffinityDisplacementLoss, load_imagenet_backbone
-
-    model = AffinityDisplacementLoss(path_index, depth=args.irn_backbone_depth,
-                                     base_width=getattr(args, "irn_backbone_width", 64))
-    if not args.no_pretrained:
-        load_imagenet_backbone(model, args.irn_pretrained, flag="--irn_pretrained")
-    return model
 
 
 @torch.no_grad()
@@ -85,7 +76,7 @@ class TrainIrnJob(TrainJob):
                                             crop_method="random", rescale=(0.5, 1.5))
         self.global_batch, self.micro_batch = a.irn_batch_size, None
         self.total_updates = (len(ids) // a.irn_batch_size) * a.irn_num_epoches
-        self.model = build_irn_loss_model(a, path_index).to(device).train()
+        self.model = build_irn(a, path_index).to(device).train()
         edge_params, dp_params = self.model.trainable_parameters()
         lr, wd = a.irn_learning_rate, a.irn_weight_decay
         self.modules = {"model": self.model}

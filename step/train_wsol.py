@@ -20,32 +20,11 @@ from torch.utils.data import DataLoader
 from misc.checkpoint import save_state_dict
 from misc.distributed import DistContext
 from misc.fingerprint import source_identity
+from misc.models import build_wsol_cnn, build_wsol_vit
+from misc.paths import wsol_heldout_ids
 from misc.training import TrainJob, autocast, run_training
 
 log = logging.getLogger(__name__)
-
-
-def build_wsol_vit(args, pretrained: bool):
-    from net.deit_cam import DeiTCAM, load_deit_imagenet
-
-    model = DeiTCAM(num_classes=args.wsol_num_classes, embed_dim=args.vit_embed_dim, depth=args.vit_depth,
-                    num_heads=args.vit_num_heads, patch_size=args.wsol_patch_size, tile_size=args.wsol_image_size,
-                    num_passes=1, tiled=False, outer_residual=False, drop_path_rate=args.wsol_drop_path)
-    if pretrained and not args.no_pretrained:
-        load_deit_imagenet(model, args.deit_pretrained, flag="--deit_pretrained")
-    return model
-
-
-def build_wsol_cnn(args, pretrained: bool):
-    from net.resnet_cam import ResNetCAM
-
-    model = ResNetCAM(depth=args.wsol_cnn_depth, num_classes=args.wsol_num_classes,
-                      base_width=getattr(args, "wsol_cnn_width", 64))
-    if pretrained and not args.no_pretrained:
-        from net.resnet import load_resnet_imagenet
-
-        load_resnet_imagenet(model.backbone, args.wsol_cnn_depth, args.cam_cnn_pretrained, flag="--cam_cnn_pretrained")
-    return model
 
 
 class WSOLForward(torch.nn.Module):
@@ -139,7 +118,7 @@ class TrainWsolJob(TrainJob):
 
             raise DataError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
                             f"{a.wsol_num_classes}; pass --wsol_num_classes {meta.num_classes}")
-        heldout = load_or_make_heldout(meta, Path(a.wsol_out_dir) / "heldout_ids.txt", a.wsol_heldout_per_class,
+        heldout = load_or_make_heldout(meta, wsol_heldout_ids(a), a.wsol_heldout_per_class,
                                        leave_train=a.wsol_select_on == "heldout")
         exclude = heldout if a.wsol_select_on == "heldout" else []
         self.dataset = build_train_dataset(meta, exclude, resize_size=a.wsol_resize_size, crop_size=a.wsol_image_size)

@@ -54,14 +54,14 @@ def test_training_losses_fall_and_checkpoints_reload(tiny_run):
     assert epochs[-1]["loss_cls_vit"] < epochs[0]["loss_cls_vit"]
     assert epochs[-1]["loss_cls_cnn"] < epochs[0]["loss_cls_cnn"]
     args = run_sample.parse_args(argv)
-    from step._models import build_cnn_branch, build_vit_branch
+    from misc.models import build_cam_cnn, build_cam_vit
 
-    for build, path in ((build_vit_branch, args.cam2_weights_name), (build_cnn_branch, args.cam1_weights_name)):
+    for build, path in ((build_cam_vit, args.cam2_weights_name), (build_cam_cnn, args.cam1_weights_name)):
         model = build(args, pretrained=False)
         model.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    from step._models import load_edge_displacement
+    from misc.models import load_irn
 
-    load_edge_displacement(args, torch.device("cpu"))
+    load_irn(args, torch.device("cpu"))
     assert metrics["train_irn"]["epochs"][0]["total"] > 0
     records = (work / "result" / "logs" / "train_cam.jsonl").read_text().splitlines()
     assert len(records) == 3 * (18 // 4) and json.loads(records[-1])["update"] == 3 * (18 // 4)

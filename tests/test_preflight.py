@@ -197,9 +197,7 @@ def test_meta_models_match_the_step_builders() -> None:
     from net.deeplab_v2 import build_deeplab_v2
     from net.deit_cam import DeiTCAM
     from net.resnet import build_resnet
-    from step._models import build_cnn_branch, build_vit_branch
-    from step.train_deeplab import build_model
-    from step.train_wsol import build_wsol_vit
+    from misc.models import build_cam_cnn, build_cam_vit, build_deeplab, build_wsol_vit
 
     args = parse_args(["--demo"])
     shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
@@ -207,10 +205,10 @@ def test_meta_models_match_the_step_builders() -> None:
                                        num_heads=args.vit_num_heads, patch_size=args.vit_patch_size,
                                        tile_size=args.vit_tile_size))
     assert all(v.device.type == "meta" for v in meta.values())
-    assert shapes(meta) == shapes(build_vit_branch(args, pretrained=False).state_dict())
-    assert shapes(_meta_state(lambda: build_resnet(args.cam_cnn_depth))) == \
-        shapes(build_cnn_branch(args, pretrained=False).backbone.state_dict())
-    base = build_model(args)
+    assert shapes(meta) == shapes(build_cam_vit(args, pretrained=False).state_dict())
+    assert shapes(_meta_state(lambda: build_resnet(args.cam_cnn_depth, base_width=args.cam_cnn_width))) == \
+        shapes(build_cam_cnn(args, pretrained=False).backbone.state_dict())
+    base = build_deeplab(args)
     base = getattr(base, "base", base)
     assert shapes(_meta_state(lambda: build_deeplab_v2(n_classes=21, depth=args.deeplab_depth,
                                                        n_blocks=args.deeplab_blocks,

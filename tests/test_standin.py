@@ -163,30 +163,30 @@ def folder(request, tiny) -> Path:
 def test_voc_demo_models_load_standin_weights_strictly(folder) -> None:
     from misc.indexing import PathIndex
     from net.deeplab_v2 import load_backbone_init, torchvision_to_deeplab
-    from step._models import build_cnn_branch, build_vit_branch
-    from step.train_deeplab import build_model
-    from step.train_irn import build_irn_loss_model
+    from misc.models import build_cam_cnn, build_cam_vit
+    from misc.models import build_deeplab
+    from misc.models import build_irn
 
     args = _voc_args(folder)
     assert (args.vit_embed_dim, args.vit_depth, args.vit_num_heads, args.vit_patch_size, args.vit_tile_size) == \
         (64, 4, 2, 8, 64)
-    vit = build_vit_branch(args, pretrained=True)
+    vit = build_cam_vit(args, pretrained=True)
     deit = _file_state(folder / FILES["p8"])
     assert _assert_loaded(vit.state_dict(), deit) == len(deit) - 2  # all but the file's Linear head
     assert vit.head.weight.shape == (20, 64, 3, 3)
 
     resnet = _file_state(folder / FILES["resnet"])
-    cnn = build_cnn_branch(args, pretrained=True)
+    cnn = build_cam_cnn(args, pretrained=True)
     assert _assert_loaded(cnn.backbone.state_dict(), resnet) == len(cnn.backbone.state_dict())
     assert cnn.classifier.weight.shape == (20, 8 * WIDTH, 1, 1)
 
-    irn = build_irn_loss_model(args, PathIndex(radius=10, default_size=(24, 24)))
+    irn = build_irn(args, PathIndex(radius=10, default_size=(24, 24)))
     assert _assert_loaded(irn.resnet50.state_dict(), resnet) == len(irn.resnet50.state_dict())
     assert not any(p.requires_grad for p in irn.resnet50.parameters())  # IRNet's backbone stays frozen
     irn.train()
     assert not irn.resnet50.training
 
-    deeplab = build_model(args)
+    deeplab = build_deeplab(args)
     assert load_backbone_init(deeplab, args.deeplab_init, flag="--deeplab_init") == "imagenet"
     mapped = torchvision_to_deeplab(_file_state(folder / FILES["deeplab"]))
     own = deeplab.base.state_dict()
@@ -194,7 +194,7 @@ def test_voc_demo_models_load_standin_weights_strictly(folder) -> None:
 
 
 def test_cub_demo_models_load_standin_weights_strictly(folder) -> None:
-    from step.train_wsol import build_wsol_cnn, build_wsol_vit
+    from misc.models import build_wsol_cnn, build_wsol_vit
 
     args = _cub_args(folder)
     vit = build_wsol_vit(args, pretrained=True)
@@ -214,15 +214,15 @@ def test_preflight_accepts_standin_weights(folder) -> None:
 
 def test_standin_weights_into_wrong_shapes_fail(folder) -> None:
     from misc.preflight import check_pretrained_sources
-    from step._models import build_cnn_branch, build_vit_branch
-    from step.train_wsol import build_wsol_vit
+    from misc.models import build_cam_cnn, build_cam_vit
+    from misc.models import build_wsol_vit
 
     with pytest.raises(PretrainedWeightsError, match=r"--cam_cnn_pretrained.*--cam_cnn_width"):
-        build_cnn_branch(_voc_args(folder, "--cam_cnn_width", "64"), pretrained=True)
+        build_cam_cnn(_voc_args(folder, "--cam_cnn_width", "64"), pretrained=True)
     with pytest.raises(PretrainedWeightsError, match=r"--deit_pretrained.*patch_embed"):  # p8 file, patch-16 model
         build_wsol_vit(_cub_args(folder, "--deit_pretrained", str(folder / FILES["p8"])), pretrained=True)
     with pytest.raises(PretrainedWeightsError, match=r"--deit_pretrained.*pos_embed"):  # 8x8 grid vs 14x14
-        build_vit_branch(_voc_args(folder, "--vit_tile_size", "112"), pretrained=True)
+        build_cam_vit(_voc_args(folder, "--vit_tile_size", "112"), pretrained=True)
     with pytest.raises(PretrainedWeightsError, match="--irn_pretrained"):
         check_pretrained_sources(_voc_args(folder, "--irn_backbone_width", "32"), ["step.train_irn"])
 

@@ -80,10 +80,10 @@ def test_files_are_deterministic(official, tmp_path) -> None:
 
 # ------------------------------------------------------------------------------------------------ real loaders
 def test_deit_official_file_through_train_cam_builder(official) -> None:
-    from step._models import build_vit_branch
+    from misc.models import build_cam_vit
 
     args = parse_args(["--deit_pretrained", str(official["deit_small"])])
-    model = build_vit_branch(args, pretrained=True)
+    model = build_cam_vit(args, pretrained=True)
     state, own = _deit_state(official), model.state_dict()
     assert set(own) - set(state) == set() and own["head.weight"].shape == (20, 384, 3, 3)
     for key, value in own.items():
@@ -92,7 +92,7 @@ def test_deit_official_file_through_train_cam_builder(official) -> None:
 
 
 def test_deit_and_resnet50_official_files_through_train_wsol_builders(official) -> None:
-    from step.train_wsol import build_wsol_cnn, build_wsol_vit
+    from misc.models import build_wsol_cnn, build_wsol_vit
 
     args = parse_args(["--dataset", "cub", "--deit_pretrained", str(official["deit_small"]),
                        "--cam_cnn_pretrained", str(official["resnet50"])])
@@ -105,10 +105,10 @@ def test_deit_and_resnet50_official_files_through_train_wsol_builders(official) 
 
 
 def test_resnet152_official_file_through_train_cam_builder(official) -> None:
-    from step._models import build_cnn_branch
+    from misc.models import build_cam_cnn
 
     args = parse_args(["--cam_cnn_pretrained", str(official["resnet152"])])
-    model = build_cnn_branch(args, pretrained=True)
+    model = build_cam_cnn(args, pretrained=True)
     tv = _file(official, "resnet152")
     own = model.backbone.state_dict()
     for key, value in tv.items():
@@ -118,10 +118,10 @@ def test_resnet152_official_file_through_train_cam_builder(official) -> None:
 
 def test_resnet50_official_file_through_train_irn_builder(official) -> None:
     from misc.indexing import PathIndex
-    from step.train_irn import build_irn_loss_model
+    from misc.models import build_irn
 
     args = parse_args(["--irn_pretrained", str(official["resnet50"])])
-    model = build_irn_loss_model(args, PathIndex(radius=10, default_size=(32, 32)))
+    model = build_irn(args, PathIndex(radius=10, default_size=(32, 32)))
     tv = _file(official, "resnet50")
     assert torch.equal(model.resnet50.layer3[5].conv2.weight, tv["layer3.5.conv2.weight"])
     assert not any(p.requires_grad for p in model.resnet50.parameters())
@@ -129,10 +129,10 @@ def test_resnet50_official_file_through_train_irn_builder(official) -> None:
 
 def test_deeplab_coco_and_imagenet_files_through_train_deeplab(official) -> None:
     from net.deeplab_v2 import load_backbone_init
-    from step.train_deeplab import build_model
+    from misc.models import build_deeplab
 
     args = parse_args(["--deeplab_init", str(official["deeplab_coco"])])
-    model = build_model(args)
+    model = build_deeplab(args)
     aspp = model.base.aspp.c1.weight.detach().clone()
     assert load_backbone_init(model, args.deeplab_init, depth=args.deeplab_depth, flag="--deeplab_init") == "coco"
     coco = _file(official, "deeplab_coco")
@@ -147,22 +147,22 @@ def test_deeplab_coco_and_imagenet_files_through_train_deeplab(official) -> None
 
 # ------------------------------------------------------------------------------------------------ failures
 def test_resnet_file_given_as_deit_fails_naming_flag_and_file(official) -> None:
-    from step._models import build_vit_branch
+    from misc.models import build_cam_vit
 
     args = parse_args(["--deit_pretrained", str(official["resnet50"])])
     with pytest.raises(PretrainedWeightsError) as err:
-        build_vit_branch(args, pretrained=True)
+        build_cam_vit(args, pretrained=True)
     msg = str(err.value)
     assert "--deit_pretrained" in msg and "resnet50-19c8e357.pth" in msg
     assert "cls_token" in msg and "conv1.weight" in msg
 
 
 def test_resnet_file_of_another_depth_fails(official) -> None:
-    from step._models import build_cnn_branch
+    from misc.models import build_cam_cnn
 
     args = parse_args(["--cam_cnn_pretrained", str(official["resnet50"])])  # default --cam_cnn_depth 152
     with pytest.raises(PretrainedWeightsError, match=r"--cam_cnn_pretrained.*resnet50-19c8e357\.pth.*ResNet-50"):
-        build_cnn_branch(args, pretrained=True)
+        build_cam_cnn(args, pretrained=True)
 
 
 def test_deeplab_coco_file_for_resnet50_fails(official) -> None:

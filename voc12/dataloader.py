@@ -171,6 +171,20 @@ class VOCIndex:
     def image_path(self, img_id: str) -> Path:
         return self.root / "JPEGImages" / f"{img_id}.jpg"
 
+    def class_gt_path(self, img_id: str) -> Path:
+        """The semantic ground truth ``SegmentationClass/<id>.png``."""
+        return class_gt_path(self.root, img_id)
+
+
+def class_gt_path(root: str | os.PathLike, img_id: str) -> Path:
+    """``<root>/SegmentationClass/<id>.png``: VOC's semantic ground truth (class indices, 255 on borders)."""
+    return Path(root) / "SegmentationClass" / f"{img_id}.png"
+
+
+def object_gt_path(root: str | os.PathLike, img_id: str) -> Path:
+    """``<root>/SegmentationObject/<id>.png``: VOC's instance ground truth."""
+    return Path(root) / "SegmentationObject" / f"{img_id}.png"
+
 
 def missing_labels_message(ids: Sequence[str], root: Path, list_arg: str | None) -> str:
     """Why ``ids`` have no image-level label, and where labels come from."""

@@ -1,0 +1,103 @@
+"""Where every artefact of a run lives: the one place that spells the file names (docs/architecture.md#artefacts).
+
+The folders come from the flags (already resolved against ``--work_dir`` by ``run_sample.parse_args``); the names
+inside them are spelled here only:
+
+==========================  ==========================================================  ===================
+artefact                    path                                                        written by
+==========================  ==========================================================  ===================
+CAMs                        ``<cam_out_dir>/<id>.npz`` (keys, cam, high_res)            make_cam
+IR labels                   ``<ir_label_out_dir>/<id>.png``                             cam_to_ir_label
+pseudo masks                ``<sem_seg_out_dir>/<id>.png``                              make_sem_seg_labels
+instance labels             ``<ins_seg_out_dir>/<id>.npz`` (score, mask, class)         make_ins_seg_labels
+DeepLab's training masks    ``<deeplab_label_dir>/<id>.png``                            (default sem_seg)
+DeepLab val logits          ``<deeplab_out_dir>/val_logits/<id>.npz``                   eval_deeplab
+DeepLab val predictions     ``<deeplab_out_dir>/val_pred|val_crf/<id>.png``             eval_deeplab
+DeepLab test export         ``<deeplab_out_dir>/results/VOC2012/.../<id>.png`` + .tar   export_deeplab_test
+training state / resume     ``<sess_dir>/<step>.state.json``, ``<step>_last.pt``        misc/training.py
+DeepLab checkpoints         ``<sess_dir>/deeplab/checkpoint_<iteration>.pth``           train_deeplab
+CUB held-out ids            ``<wsol_out_dir>/heldout_ids.txt``                          train_wsol
+pictures                    ``<result_dir>/vis/<what>/<id>.png``                        eval / make steps
+==========================  ==========================================================  ===================
+
+Weights files are named by their own flags (``--cam1_weights_name``, ...), unchanged; ``--sess_dir`` (default
+``sess``) holds the resume and state files and no longer follows the folder of ``--cam2_weights_name``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+CAM_SUFFIX = ".npz"
+LABEL_SUFFIX = ".png"  # IR labels, pseudo masks, predictions, VOC ground truth
+INS_SEG_SUFFIX = ".npz"
+DEEPLAB_LOGITS_SUFFIX = ".npz"
+DEEPLAB_SERVER_DIR = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"
+DEEPLAB_TEST_ARCHIVE = "voc2012_test_comp6.tar.gz"
+
+
+def per_image(folder: str | Path, img_id: str, suffix: str) -> Path:
+    """``<folder>/<img_id><suffix>``: the layout of every per-image output folder."""
+    return Path(folder) / f"{img_id}{suffix}"
+
+
+def cam_path(cam_dir: str | Path, img_id: str) -> Path:
+    return per_image(cam_dir, img_id, CAM_SUFFIX)
+
+
+def label_png(folder: str | Path, img_id: str) -> Path:
+    """A label map PNG (IR label, pseudo mask, prediction, ground truth) of ``img_id`` in ``folder``."""
+    return per_image(folder, img_id, LABEL_SUFFIX)
+
+
+def ins_seg_path(ins_seg_dir: str | Path, img_id: str) -> Path:
+    return per_image(ins_seg_dir, img_id, INS_SEG_SUFFIX)
+
+
+def deeplab_logits_path(logits_dir: str | Path, img_id: str) -> Path:
+    return per_image(logits_dir, img_id, DEEPLAB_LOGITS_SUFFIX)
+
+
+def deeplab_val_dirs(args) -> tuple[Path, Path, Path]:
+    """(logits, predictions without CRF, predictions with CRF) folders of eval_deeplab."""
+    out = Path(args.deeplab_out_dir)
+    return out / "val_logits", out / "val_pred", out / "val_crf"
+
+
+def deeplab_server_dir(args) -> Path:
+    """export_deeplab_test's PNG folder, in the VOC evaluation server's layout."""
+    return Path(args.deeplab_out_dir) / DEEPLAB_SERVER_DIR
+
+
+def deeplab_test_archive(args) -> Path:
+    return Path(args.deeplab_out_dir) / DEEPLAB_TEST_ARCHIVE
+
+
+def deeplab_checkpoint(sess_dir: str | Path, iteration: int) -> Path:
+    return Path(sess_dir) / "deeplab" / f"checkpoint_{iteration}.pth"
+
+
+def training_state(sess_dir: str | Path, step: str) -> Path:
+    """The fingerprint and output identities of a finished training step."""
+    return Path(sess_dir) / f"{step}.state.json"
+
+
+def training_resume(sess_dir: str | Path, step: str) -> Path:
+    """The resume checkpoint of a training step."""
+    return Path(sess_dir) / f"{step}_last.pt"
+
+
+def wsol_heldout_ids(args) -> Path:
+    return Path(args.wsol_out_dir) / "heldout_ids.txt"
+
+
+def vis_dir(args, what: str) -> Path:
+    """``<result_dir>/vis/<what>``: the pictures a person looks at."""
+    return Path(args.result_dir) / "vis" / what
+
+
+def cam_vit_weights(args) -> Path:
+    """``--cam2_weights_name``, or the original's ``<name>.pth`` when only that exists."""
+    path = Path(args.cam2_weights_name)
+    if not path.is_file() and Path(str(path) + ".pth").is_file():
+        return Path(str(path) + ".pth")
+    return path
