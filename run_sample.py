@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a user error (bad flag, file, device, no space...) also print the traceback (it is "
                         "always in the log file)")
     g.add_argument("--work_dir", default=".", help="relative sess/, result/, log and data paths resolve here")
+    g.add_argument("--sess_dir", default="sess",
+                   help="resume checkpoints and training state files (weights go where their *_weights_name flags say)")
     g.add_argument("--device", type=device_spec, default="auto",
                    help="auto (every visible GPU, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", type=amp_mode, default="off",
@@ -357,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PATH_ARGS = ("cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name", "cam_out_dir",
-             "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "deeplab_out_dir", "result_dir",
+PATH_ARGS = ("sess_dir", "cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name",
+             "cam_out_dir", "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "deeplab_out_dir", "result_dir",
              "wsol_out_dir", "wsol_weights_name", "wsol_cnn_weights_name")
 
 
@@ -379,7 +381,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value and not os.path.isabs(value):
             setattr(args, name, str(work / value))
-    args.sess_dir = str(Path(args.cam2_weights_name).parent)
     if args.demo:
         args.voc12_root = str(work / DEMO_VOC_DIR)
         args.cub_root = str(work / DEMO_CUB_DIR)

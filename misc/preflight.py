@@ -420,8 +420,8 @@ def _folder_problems(args, step_names: Sequence[str]) -> list[str]:
         folders.append(("--work_dir", Path(args.work_dir)))
     if getattr(args, "result_dir", None):
         folders.append(("--result_dir", Path(args.result_dir)))
-    if getattr(args, "cam2_weights_name", None):  # run() makes the sess folder, the one of --cam2_weights_name
-        folders.append(("--cam2_weights_name", Path(args.cam2_weights_name).parent))
+    if getattr(args, "sess_dir", None):  # run() makes the sess folder (resume and state files)
+        folders.append(("--sess_dir", Path(args.sess_dir)))
     for step in step_names:
         for flag in _STEP_OUTPUTS.get(step, ()):
             value = getattr(args, flag, None)

@@ -120,10 +120,14 @@ class TrainJob:
         return Path(self.args.sess_dir)
 
     def state_path(self) -> Path:
-        return self.sess_dir / f"{self.name}.state.json"
+        from misc.paths import training_state
+
+        return training_state(self.sess_dir, self.name)
 
     def resume_path(self) -> Path:
-        return self.sess_dir / f"{self.name}_last.pt"
+        from misc.paths import training_resume
+
+        return training_resume(self.sess_dir, self.name)
 
 
 def _state_record(job: TrainJob) -> dict | None:

@@ -34,6 +34,15 @@ def test_defaults_match_the_original():
     assert a.make_ins_seg_pass is False and a.eval_ins_seg_pass is False and a.train_cam_pass is True
 
 
+def test_sess_dir_is_its_own_flag(tmp_path):
+    """Resume/state files go to --sess_dir (default sess under --work_dir), not to the folder of a weights file."""
+    a = run_sample.parse_args(["--work_dir", str(tmp_path)])
+    assert a.sess_dir == str(tmp_path / "sess") == str(Path(a.cam2_weights_name).parent)
+    moved = run_sample.parse_args(["--work_dir", str(tmp_path), "--cam2_weights_name", "elsewhere/deits.pth"])
+    assert moved.sess_dir == str(tmp_path / "sess") and moved.cam2_weights_name == str(tmp_path / "elsewhere/deits.pth")
+    assert run_sample.parse_args(["--work_dir", str(tmp_path), "--sess_dir", "s2"]).sess_dir == str(tmp_path / "s2")
+
+
 def test_float_lists():
     assert run_sample.parse_args(["--cam_scales", "1.0,0.5"]).cam_scales == (1.0, 0.5)
     assert run_sample.parse_args(["--cam_scales", "1.0", "2"]).cam_scales == (1.0, 2.0)
