@@ -91,6 +91,10 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
+# Flags of the original that named modules (net.resnet50_cam, net.deit_cam, net.resnet50_irn): the models are chosen
+# by --cam_cnn_depth, --vit_* and --irn_backbone_depth, so these are accepted (users' scripts pass them) and dropped.
+IGNORED_FLAGS = ("cam_network_branch1", "cam_network_branch2", "irn_network")
+
 _TRUE, _FALSE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}
 
 
@@ -217,14 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--irn_pretrained", default=None, help="default timm resnet50.tv_in1k")
 
     g = p.add_argument_group("class activation maps")
-    g.add_argument("--cam_network_branch1", default="net.resnet50_cam", choices=("net.resnet50_cam",),
-                   help="the CNN branch (a ResNet of depth --cam_cnn_depth; the original's name, kept)")
-    g.add_argument("--cam_network_branch2", default="net.deit_cam", choices=("net.deit_cam",))
+    for flag in IGNORED_FLAGS:  # the original's module-name flags: accepted, never read, not recorded
+        g.add_argument(f"--{flag}", default=argparse.SUPPRESS, help="(ignored, kept for the original's scripts)")
     g.add_argument("--cam_crop_size", type=int, default=336, help="train crop (the original hard-coded 336)")
     g.add_argument("--cam_resize_long", type=int, nargs=2, default=(210, 420))
     g.add_argument("--cam_batch_size", type=int, default=16)
-    g.add_argument("--cam_num_epoches", type=int, default=10)
-    g.add_argument("--cam_learning_rate", type=float, default=0.1)
+    g.add_argument("--cam_num_epoches", "--cam_num_epochs", type=int, default=10)
+    g.add_argument("--cam_learning_rate", "--cam_lr", type=float, default=0.1,
+                   help="lr of both backbones (the heads: x --cam_head_lr_mult); --cam_lr is the same flag")
     g.add_argument("--cam_weight_decay", type=float, default=1e-4)
     g.add_argument("--cam_optimizer", choices=("poly_sgd", "adamw"), default="poly_sgd",
                    help="poly_sgd: the original's (paper); adamw: for training from random weights (demo)")
@@ -255,14 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--conf_bg_thres", type=float, default=0.15)
 
     g = p.add_argument_group("IRNet")
-    g.add_argument("--irn_network", default="net.resnet50_irn", choices=("net.resnet50_irn",))
     g.add_argument("--irn_backbone_depth", type=int, default=50)
     g.add_argument("--irn_backbone_width", type=int, default=64,
                    help="base width of IRNet's ResNet backbone (64 = torchvision; 16: the demo's stand-in weights)")
     g.add_argument("--irn_crop_size", type=int, default=512)
     g.add_argument("--irn_batch_size", type=int, default=32)
-    g.add_argument("--irn_num_epoches", type=int, default=3)
-    g.add_argument("--irn_learning_rate", type=float, default=0.1)
+    g.add_argument("--irn_num_epoches", "--irn_num_epochs", type=int, default=3)
+    g.add_argument("--irn_learning_rate", "--irn_lr", type=float, default=0.1,
+                   help="lr of the edge layers (the displacement layers: x10); --irn_lr is the same flag")
     g.add_argument("--irn_weight_decay", type=float, default=1e-4)
     g.add_argument("--irn_momentum", type=float, default=1e-4, help="as --cam_momentum")
 
@@ -375,6 +379,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if preset == "demo":
             parser.set_defaults(deit_pretrained=str(DEMO_DEIT[first.dataset]))
     args = parser.parse_args(argv)
+    for name in IGNORED_FLAGS:
+        if hasattr(args, name):
+            log.info("--%s is ignored (the models are chosen by the depth and --vit_* flags)", name)
+            delattr(args, name)
     args.preset = preset
     work = Path(args.work_dir)
     for name in PATH_ARGS:

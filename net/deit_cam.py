@@ -357,7 +357,7 @@ def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
              f"; at their init: {missing}" if missing else "")
 
 
-# -------------------------------------------------------------------- factories (one per variant; flags: misc/models.py)
+# ------------------------------------------------------- factories (one per variant; from flags: misc/models.py)
 def deit_cam_small(**kw: Any) -> DeiTCAM:
     """DeiT-S CAM branch (dim 384, 6 heads), VOC defaults: 20 classes, 3 passes, tiled."""
     return DeiTCAM(**{"embed_dim": 384, "depth": 12, "num_heads": 6, **kw})

@@ -26,7 +26,7 @@ __all__ = [
     "IRNet",
     "AffinityDisplacementLoss",
     "EdgeDisplacement",
-    "pad_to_crop",
+    "zero_pad_to_crop",
     "edge_displacement_post",
     "irn_total_loss",
     "load_irn_weights",
@@ -258,7 +258,7 @@ def irn_total_loss(
     }
 
 
-def pad_to_crop(x: torch.Tensor, crop_size: int, multiple: int = 16) -> torch.Tensor:
+def zero_pad_to_crop(x: torch.Tensor, crop_size: int, multiple: int = 16) -> torch.Tensor:
     """Zero-pad (B, C, H, W) at the right/bottom to crop_size² (the original's fixed 512 input).
 
     A side longer than ``crop_size`` is padded to the next multiple of ``multiple`` instead (the original cropped
@@ -269,6 +269,9 @@ def pad_to_crop(x: torch.Tensor, crop_size: int, multiple: int = 16) -> torch.Te
 
     height, width = target(x.shape[2]), target(x.shape[3])
     return F.pad(x, [0, width - x.shape[3], 0, height - x.shape[2]])
+
+
+pad_to_crop = zero_pad_to_crop  # the earlier name (the fixture tests import it); voc12.deeplab_data has another pad
 
 
 def edge_displacement_post(
@@ -295,7 +298,7 @@ class EdgeDisplacement(IRNet):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         feat_size = ((x.shape[2] - 1) // self.stride + 1, (x.shape[3] - 1) // self.stride + 1)
-        edge_out, dp_out = super().forward(pad_to_crop(x, self.crop_size))
+        edge_out, dp_out = super().forward(zero_pad_to_crop(x, self.crop_size))
         return edge_displacement_post(edge_out, dp_out, feat_size)
 
 

@@ -15,7 +15,7 @@ from net.resnet50_irn import (
     edge_displacement_post,
     irn_total_loss,
     load_irn_weights,
-    pad_to_crop,
+    zero_pad_to_crop,
 )
 
 # The original state dict of Net: every backbone tensor under resnet50.* plus these aliases (same tensors).
@@ -77,6 +77,8 @@ def test_parameter_groups_and_frozen_backbone(irnet):
     assert all(not p.requires_grad for p in irnet.resnet50.parameters())
     irnet.train()
     assert irnet.training and not irnet.resnet50.training and irnet.fc_edge1.training
+    assert irnet.backbone is irnet.resnet50  # read as backbone, registered (state-dict keys) as resnet50.*
+    assert "resnet50.conv1.weight" in irnet.state_dict() and not any(k.startswith("backbone.") for k in irnet.state_dict())
     irnet.eval()
     assert not irnet.fc_dp7.training
 
@@ -104,7 +106,7 @@ def test_forward_shapes_and_edge_displacement(irnet, edge_displacement):
     pair = torch.cat([img, img.flip(-1)])
     with torch.no_grad():
         edge, dp = edge_displacement(pair)
-        raw_edge, raw_dp = irnet(pad_to_crop(pair, 32))
+        raw_edge, raw_dp = irnet(zero_pad_to_crop(pair, 32))
     assert edge.shape == (1, 8, 6) and dp.shape == (2, 8, 6)
     assert torch.all((edge >= 0) & (edge <= 1))
     expected_edge, expected_dp = edge_displacement_post(raw_edge, raw_dp, (8, 6))
@@ -124,12 +126,12 @@ def test_edge_displacement_post_by_hand():
     torch.testing.assert_close(dp, dp_out[0, :, :3, :3])
 
 
-def test_pad_to_crop_pads_right_bottom():
+def test_zero_pad_to_crop_pads_right_bottom():
     x = torch.ones(2, 3, 5, 7)
-    out = pad_to_crop(x, 8)
+    out = zero_pad_to_crop(x, 8)
     assert out.shape == (2, 3, 8, 8)
     assert out[..., :5, :7].eq(1).all() and out[..., 5:, :].eq(0).all() and out[..., :, 7:].eq(0).all()
-    assert pad_to_crop(torch.ones(1, 3, 8, 33), 16).shape == (1, 3, 16, 48)  # larger sides: next multiple of 16
+    assert zero_pad_to_crop(torch.ones(1, 3, 8, 33), 16).shape == (1, 3, 16, 48)  # larger sides: next multiple of 16
 
 
 def test_load_original_style_checkpoint_and_round_trip(irnet, edge_displacement, tmp_path):

@@ -43,6 +43,22 @@ def test_sess_dir_is_its_own_flag(tmp_path):
     assert run_sample.parse_args(["--work_dir", str(tmp_path), "--sess_dir", "s2"]).sess_dir == str(tmp_path / "s2")
 
 
+def test_original_module_flags_are_accepted_and_dropped():
+    a = run_sample.parse_args(["--cam_network_branch1", "net.resnet50_cam", "--cam_network_branch2", "net.deit_cam",
+                               "--irn_network", "net.resnet50_irn"])
+    assert not any(hasattr(a, f) for f in run_sample.IGNORED_FLAGS)  # not in config.json nor any fingerprint
+    assert not any(hasattr(run_sample.parse_args([]), f) for f in run_sample.IGNORED_FLAGS)
+
+
+def test_clearer_aliases_share_the_original_dest():
+    assert run_sample.parse_args(["--cam_lr", "0.05"]).cam_learning_rate == 0.05
+    assert run_sample.parse_args(["--cam_learning_rate", "0.05"]).cam_learning_rate == 0.05
+    assert run_sample.parse_args(["--irn_lr", "0.2"]).irn_learning_rate == 0.2
+    a = run_sample.parse_args(["--cam_num_epochs", "3", "--irn_num_epochs", "2"])
+    assert (a.cam_num_epoches, a.irn_num_epoches) == (3, 2)
+    assert not hasattr(a, "cam_lr") and not hasattr(a, "cam_num_epochs")
+
+
 def test_float_lists():
     assert run_sample.parse_args(["--cam_scales", "1.0,0.5"]).cam_scales == (1.0, 0.5)
     assert run_sample.parse_args(["--cam_scales", "1.0", "2"]).cam_scales == (1.0, 2.0)

@@ -72,8 +72,9 @@ def scale_image_label(image: np.ndarray, label: np.ndarray, scale: float) -> tup
     return image, label
 
 
-def pad_to_crop(image: np.ndarray, label: np.ndarray, crop_size: int, mean_bgr: Sequence[float] = MEAN_BGR,
-                ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
+def pad_image_label_with_mean_and_ignore(image: np.ndarray, label: np.ndarray, crop_size: int,
+                                         mean_bgr: Sequence[float] = MEAN_BGR,
+                                         ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
     """Pad bottom/right so both sides are >= ``crop_size``: image with the float32 mean colour, label with 255."""
     h, w = label.shape
     pad_h, pad_w = max(crop_size - h, 0), max(crop_size - w, 0)
@@ -118,7 +119,8 @@ class DeepLabDataset(Dataset):
         """Scale → pad → crop → flip on the raw float32 BGR image (H,W,3) and int label (H,W)."""
         r = self._random()
         image, label = scale_image_label(image, label, r.choice(self.scales))
-        image, label = pad_to_crop(image, label, self.crop_size, self.mean_bgr, self.ignore_label)
+        image, label = pad_image_label_with_mean_and_ignore(image, label, self.crop_size, self.mean_bgr,
+                                                            self.ignore_label)
         h, w = label.shape
         top = r.randint(0, h - self.crop_size)
         left = r.randint(0, w - self.crop_size)
