@@ -1,7 +1,7 @@
 """CNN CAM branch (docs/networks.md#cnn-branch; CUB: docs/wsol_cub.md#models): ResNet (FixedBatchNorm, output stride 16) + 1×1 classifier."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -65,18 +65,6 @@ class ResNetCAM(nn.Module):
         """
         backbone = [p for m in (self.backbone.layer3, self.backbone.layer4) for p in m.parameters() if p.requires_grad]
         return backbone, list(self.classifier.parameters())
-
-    @staticmethod
-    def convert_original_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Map an original ``resnet50_cam.Net`` state dict (``resnet50.*``, duplicated ``stage*.*``, ``classifier.*``)
-        to this module's keys (``backbone.*``, ``classifier.*``)."""
-        out: dict[str, torch.Tensor] = {}
-        for key, value in state.items():
-            if key.startswith("resnet50."):
-                out["backbone." + key[len("resnet50."):]] = value
-            elif key.startswith("classifier."):
-                out[key] = value
-        return out
 
 
 def resnet_cam_voc(depth: int = 152, num_classes: int = 20, base_width: int = 64) -> ResNetCAM:

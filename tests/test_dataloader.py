@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from misc.imutils import TorchvisionNormalize
-from voc12.dataloader import (VOC12ClassificationDataset, VOC12ClassificationDatasetMSF, VOC12ImageDataset,
+from voc12.dataloader import (VOC12ClassificationDataset, VOC12ImageDataset,
                               VOC12SegmentationDataset, VOCLayoutError, check_voc_root, open_voc, read_image,
                               read_label_png)
 
@@ -70,12 +70,19 @@ def test_classification_dataset_transform_order(real_voc_root, tmp_path):
     assert tr["img"].shape == (3, 336, 336)
 
 
-def test_msf_dataset(real_voc_root, tmp_path):
+def test_make_cam_inputs_multiscale_flip(real_voc_root, tmp_path):
+    """What make_cam's loader workers hand to the model: per scale the [img, flip] pair, the size and the labels."""
+    from types import SimpleNamespace
+
+    from step.make_cam import MakeCamTask
+
     voc = open_voc(real_voc_root, tmp_path)
-    out = VOC12ClassificationDatasetMSF(["2007_000032"], voc.root, voc.labels, scales=(1.0, 0.5))[0]
-    assert out["size"] == (281, 500)
-    assert out["img"][0].shape == (2, 3, 281, 500) and out["img"][1].shape == (2, 3, 140, 250)
-    np.testing.assert_array_equal(out["img"][0][1], out["img"][0][0][..., ::-1])
+    task = MakeCamTask(SimpleNamespace(cam_scales=(1.0, 0.5), cam_out_dir=str(tmp_path / "cam")), voc)
+    pairs, size, label = task.load("2007_000032")
+    assert size == (281, 500)
+    assert pairs[0].shape == (2, 3, 281, 500) and pairs[1].shape == (2, 3, 140, 250)
+    np.testing.assert_array_equal(pairs[0][1], pairs[0][0][..., ::-1])
+    np.testing.assert_array_equal(label, voc.label("2007_000032"))
 
 
 def test_segmentation_dataset_fills(real_voc_root, tmp_path):

@@ -78,7 +78,8 @@ def test_parameter_groups_and_frozen_backbone(irnet):
     irnet.train()
     assert irnet.training and not irnet.resnet50.training and irnet.fc_edge1.training
     assert irnet.backbone is irnet.resnet50  # read as backbone, registered (state-dict keys) as resnet50.*
-    assert "resnet50.conv1.weight" in irnet.state_dict() and not any(k.startswith("backbone.") for k in irnet.state_dict())
+    keys = irnet.state_dict()
+    assert "resnet50.conv1.weight" in keys and not any(k.startswith("backbone.") for k in keys)
     irnet.eval()
     assert not irnet.fc_dp7.training
 

@@ -129,11 +129,24 @@ def test_resnet_cam_cub_logits_and_map() -> None:
     torch.testing.assert_close(logits, cam.mean(dim=(2, 3)), rtol=1e-4, atol=1e-5)
 
 
+def convert_original_state_dict(state):
+    """An original ``resnet50_cam.Net`` state dict (``resnet50.*``, duplicated ``stage*.*``, ``classifier.*``) in
+    ResNetCAM's keys (``backbone.*``, ``classifier.*``). No step loads the original CNN branch (it only regularises
+    train_cam), so the mapping lives here, as the record of the layout."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("resnet50."):
+            out["backbone." + key[len("resnet50."):]] = value
+        elif key.startswith("classifier."):
+            out[key] = value
+    return out
+
+
 def test_convert_original_state_dict() -> None:
     model = ResNetCAM(depth=18, num_classes=3)
     original = {"resnet50." + k: v for k, v in model.backbone.state_dict().items()}
     original.update({"stage1.0.weight": model.backbone.conv1.weight, "classifier.weight": model.classifier.weight})
-    converted = ResNetCAM.convert_original_state_dict(original)
+    converted = convert_original_state_dict(original)
     model.load_state_dict(converted, strict=True)
 
 

@@ -463,23 +463,6 @@ class VOC12ClassificationDataset(VOC12ImageDataset):
             raise DataError(missing_labels_message([img_id], self.root, None)) from None
 
 
-class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
-    """Multi-scale + flip: ``img`` is a list over scales of (2, 3, Hs, Ws) arrays; ``size`` is (H, W)."""
-
-    def __init__(self, ids, voc12_root, labels, scales: Sequence[float] = (1.0,), img_normal=TorchvisionNormalize()):
-        super().__init__(ids, voc12_root, labels, img_normal=img_normal)
-        self.scales = tuple(scales)
-
-    def __getitem__(self, idx: int) -> dict:
-        img_id, img = self.load(idx)
-        return {
-            "name": img_id,
-            "img": multiscale_flip_inputs(img, self.scales, self.img_normal),
-            "size": (img.shape[0], img.shape[1]),
-            "label": torch.from_numpy(np.asarray(self.label_of(img_id), np.float32)),
-        }
-
-
 class VOC12SegmentationDataset(Dataset):
     """Image + label PNG: joint random_scale → normalise → joint flip → joint crop (fills 0 / 255) → CHW."""
 
