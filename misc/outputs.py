@@ -96,8 +96,8 @@ def load_output_npz(path: str | os.PathLike, producer: str = "", keys: Sequence[
 def read_output_png(path: str | os.PathLike, producer: str = "", num_classes: int | None = None) -> np.ndarray:
     """Class-index map of a label PNG written by ``producer``; unreadable → :class:`CorruptOutputError`.
 
-    Mode, value (``num_classes``) and other data errors of :func:`voc12.dataloader.read_label_png` pass through."""
-    from voc12.dataloader import read_label_png
+    Mode, value (``num_classes``) and other data errors of :func:`misc.imutils.read_label_png` pass through."""
+    from misc.imutils import read_label_png
 
     path = Path(path)
     try:

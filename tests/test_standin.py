@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from misc.standin_data import STANDIN_STYLES, StandinConfig, make_standin_set, render_standin, image_rng
+from tools.standin_data import STANDIN_STYLES, StandinConfig, make_standin_set, render_standin, image_rng
 from misc.weights import PretrainedWeightsError
 from run_sample import parse_args
 from tests.conftest import REPO_ROOT

@@ -1,7 +1,7 @@
 """Pretrain the demo's stand-in for ImageNet weights on a synthetic classification set of other object kinds.
 
 The real recipe starts every network from ImageNet (IRNet's backbone even stays frozen); offline the demo cannot.
-This script trains, on CPU, the demo-sized networks on :mod:`misc.standin_data` (32 classes of shapes that no demo
+This script trains, on CPU, the demo-sized networks on :mod:`tools.standin_data` (32 classes of shapes that no demo
 class has, single label, cluttered backgrounds) and writes them in the OFFICIAL layouts, so that the real flags and
 loaders take them strictly:
 
@@ -285,7 +285,7 @@ def recalibrate_bn(model: nn.Module, spec: ModelSpec, images: np.ndarray, count:
 
 def train_one(spec: ModelSpec, cfg: PretrainConfig, data_dir: str, index: int) -> dict:
     """Train ``spec`` on the arrays in ``data_dir``; returns {"state": stored tensors, "metrics": {...}}."""
-    from misc.standin_data import NUM_STANDIN_CLASSES
+    from tools.standin_data import NUM_STANDIN_CLASSES
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -375,7 +375,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, *, jobs: int = 2, mode
              command: str | None = None) -> dict:
     """Render the stand-in set, train the selected models (all by default) and write their files, ``MANIFEST.json``
     included, into ``out``. Returns the manifest."""
-    from misc.standin_data import STANDIN_STYLES, StandinConfig, make_standin_set
+    from tools.standin_data import STANDIN_STYLES, StandinConfig, make_standin_set
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -429,7 +429,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, *, jobs: int = 2, mode
         files = {**{k: v for k, v in kept.items() if k not in files and (out / k).is_file()}, **files}
     manifest = {
         "what": "stand-in pretrained weights (NOT ImageNet): trained by tools/pretrain_standin.py on a synthetic "
-                "classification set of 32 object kinds that no demo class has (misc/standin_data.py)",
+                "classification set of 32 object kinds that no demo class has (tools/standin_data.py)",
         "command": command, "torch": torch.__version__,
         "classes": [s.name for s in STANDIN_STYLES],
         "config": {k: v for k, v in asdict(cfg).items() if k != "models"},

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from misc import imutils
 from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
-from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize
+from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
 from misc.results import atomic_write
 
 log = logging.getLogger(__name__)
@@ -336,41 +336,6 @@ def read_image(path: str | os.PathLike, img_id: str | None = None) -> np.ndarray
                                   "with an intact copy or remove the id from the list") from exc
 
 
-def read_label_png(path: str | os.PathLike, num_classes: int | None = NUM_LABELS) -> np.ndarray:
-    """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours.
-
-    Errors name the file: missing (:class:`~misc.errors.MissingDataFileError`), undecodable
-    (:class:`~misc.errors.UnreadableFileError`), a colour (RGB) or other multi-channel mode, or values outside
-    ``0..num_classes-1`` and 255 (:class:`~misc.errors.DataError`; ``num_classes=None`` skips the value check).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingDataFileError(f"no label PNG at {path}")
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            if mode in ("P", "L", "I", "I;16"):
-                arr = np.asarray(im)
-    except Exception as exc:
-        raise UnreadableFileError(f"cannot read label PNG {path} ({type(exc).__name__}: {exc})") from exc
-    if mode not in ("P", "L", "I", "I;16"):
-        raise DataError(
-            f"{path}: a label mask must be a palette ('P') or greyscale ('L') PNG of class indices, this one has mode "
-            f"{mode}{' (colours, not indices)' if mode.startswith('RGB') else ''}. Use the palette PNGs of VOC's "
-            f"SegmentationClass/ (or SBD's SegmentationClassAug/) as they come, not a re-saved colour copy."
-        )
-    if num_classes is not None:
-        bad = (arr >= num_classes) & (arr != IGNORE) | (arr < 0)
-        if bad.any():
-            vals = np.unique(arr[bad])
-            shown = ", ".join(str(int(v)) for v in vals[:10]) + (" ..." if len(vals) > 10 else "")
-            raise DataError(
-                f"{path}: label values must be 0..{num_classes - 1} or {IGNORE} (ignore), found {shown} "
-                f"in {int(bad.sum())} pixel(s). Is it a mask of this dataset (a palette PNG of class indices)?"
-            )
-    return arr.astype(np.uint8)
-
-
 def check_same_size(img_id: str, label: np.ndarray, label_path: Path, img_shape: Sequence[int], img_path: Path,
                     what: str = "mask") -> None:
     """:class:`~misc.errors.DataError` naming the id and both files when ``label`` is not ``img_shape[:2]``."""
@@ -380,17 +345,6 @@ def check_same_size(img_id: str, label: np.ndarray, label_path: Path, img_shape:
             f"{img_path} is {img_shape[0]}x{img_shape[1]}; a {what} must have its image's size (is it the mask of "
             f"another image, or resized?)"
         )
-
-
-def multiscale_flip_inputs(img: np.ndarray, scales: Sequence[float], normalize=None) -> list[np.ndarray]:
-    """For each scale: bicubic rescale (none at 1.0), normalise, CHW, stacked with its W-flip -> (2, 3, Hs, Ws)."""
-    normalize = normalize or TorchvisionNormalize()
-    out = []
-    for s in scales:
-        im = img if s == 1.0 else imutils.pil_rescale(img, s, 3)
-        chw = imutils.hwc_to_chw(normalize(im))
-        out.append(np.stack([chw, np.flip(chw, -1)], axis=0).copy())
-    return out
 
 
 class VOC12ImageDataset(Dataset):

@@ -179,7 +179,7 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 # Shapes no VOC demo class uses (nor the CUB demo's): the object kinds of the stand-in pretraining set
-# (misc/standin_data.py), as ImageNet's classes are not VOC's.
+# (tools/standin_data.py), as ImageNet's classes are not VOC's.
 EXTRA_SHAPES: tuple[str, ...] = ("heart", "trapezoid", "pentagon", "keyhole", "tshape", "chevron", "hourglass",
                                  "pacman", "parallelogram", "teardrop", "cloud", "dumbbell", "lightning", "mushroom",
                                  "lens", "gear")
