@@ -146,8 +146,10 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "lshape":
         return ((u <= -0.35) & (av <= 1.0) & (u >= -1.0)) | ((v >= 0.35) & (v <= 1.0) & (au <= 1.0))
     if shape == "table":
-        top = (v >= -1.0) & (v <= -0.5) & (au <= 1.0)
-        legs = (v >= -0.5) & (v <= 1.0) & (au >= 0.6) & (au <= 0.92)
+        # a thick top and legs: with the thin ones of earlier versions (top 0.25, legs 0.16 of the box) the
+        # class's CAMs found only specks, and the demo's DeepLab never learned it
+        top = (v >= -1.0) & (v <= -0.35) & (au <= 1.0)
+        legs = (v >= -0.35) & (v <= 1.0) & (au >= 0.5) & (au <= 0.95)
         return top | legs
     if shape == "hexagon":
         return (av <= 0.866) & (0.866 * au + 0.5 * av <= 0.866)
