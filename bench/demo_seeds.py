@@ -32,7 +32,9 @@ def run_demo(dataset: str, seed: int, work: Path, extra: list[str]) -> dict:
     if work.exists():
         raise SystemExit(f"{work} exists: give a fresh --out (every figure must come from this call)")
     work.mkdir(parents=True)
-    cmd = [sys.executable, str(REPO_ROOT / "run_sample.py"), "--demo", "--dataset", dataset, "--seed", str(seed),
+    # CUB's training is seeded by --wsol_seed (the original's own seed, default 26), not by --seed
+    seed_flags = ["--seed", str(seed)] + (["--wsol_seed", str(seed)] if dataset == "cub" else [])
+    cmd = [sys.executable, str(REPO_ROOT / "run_sample.py"), "--demo", "--dataset", dataset, *seed_flags,
            "--work_dir", str(work), *extra]
     start = time.perf_counter()
     with open(work / "demo_seeds.out", "w") as out:
