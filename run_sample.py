@@ -423,7 +423,7 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
 
     spec = demo_data_spec(args)
     folder = Path(args.cub_root).parent if args.dataset == "cub" else Path(args.voc12_root)
-    marker = folder / ".crt_demo_data.json"
+    marker = folder / "crt_demo_data.json"
     if marker.is_file():
         if json.loads(marker.read_text()) == spec:
             return
