@@ -407,11 +407,16 @@ def planned_steps(args: argparse.Namespace) -> list[tuple[str, str]]:
 def demo_data_spec(args: argparse.Namespace) -> dict:
     """What shapes the built-in synthetic dataset (recorded beside it; another spec rewrites it)."""
     if args.dataset == "cub":
+        from cub.synthetic import GENERATOR_VERSION
+
         return {"dataset": "cub", "classes": args.cub_demo_classes, "train_per_class": args.cub_demo_train_per_class,
-                "test_per_class": args.cub_demo_test_per_class, "seed": args.demo_data_seed}
+                "test_per_class": args.cub_demo_test_per_class, "seed": args.demo_data_seed,
+                "generator_version": GENERATOR_VERSION}
+    from voc12.synthetic import GENERATOR_VERSION
+
     return {"dataset": "voc", "train": args.demo_num_train, "val": args.demo_num_val, "extra": args.demo_num_extra,
             "test": args.demo_num_test, "image_size": list(args.demo_image_size),
-            "max_objects": args.demo_max_objects, "seed": args.demo_data_seed}
+            "max_objects": args.demo_max_objects, "seed": args.demo_data_seed, "generator_version": GENERATOR_VERSION}
 
 
 def prepare_demo_data(args: argparse.Namespace) -> None:

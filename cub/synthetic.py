@@ -18,6 +18,15 @@ from PIL import Image, ImageDraw
 
 log = logging.getLogger(__name__)
 
+# Bumped whenever the same arguments draw other pixels (a demo folder written by an older version is rewritten).
+GENERATOR_VERSION = 1
+
+# Object height as a fraction of the image's shorter side, drawn uniformly. The boxes cover 19% of the image on
+# average (3% score IoU >= 0.5 against the whole image): smaller than real CUB birds (40% and a third on the 24 real
+# images of our test sample). CUB-sized objects, (0.55, 1.0), were tried for the demo: its small transformer's CAMs
+# then cover only parts of the object (GT-known 0.39 against 0.34 for the whole-image box, one run).
+OBJECT_SCALE = (0.3, 0.7)
+
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "star", "cross", "hexagon", "crescent")
 TEXTURES = ("plain", "stripes", "checker", "dots")
 
@@ -145,15 +154,16 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-def render_image(class_index: int, rng: np.random.Generator, image_size: tuple[int, int] = (96, 192)
-                 ) -> tuple[Image.Image, np.ndarray]:
-    """One synthetic image of class ``class_index`` -> (RGB PIL image, (H, W) bool object mask)."""
+def render_image(class_index: int, rng: np.random.Generator, image_size: tuple[int, int] = (96, 192),
+                 object_scale: tuple[float, float] = OBJECT_SCALE) -> tuple[Image.Image, np.ndarray]:
+    """One synthetic image of class ``class_index`` -> (RGB PIL image, (H, W) bool object mask); the object's height
+    is ``object_scale`` (lo, hi) of the shorter side."""
     style = class_style(class_index)
     lo, hi = image_size
     width, height = (int(v) for v in rng.integers(lo, hi + 1, size=2))
     img = _background(height, width, rng)
     side = min(width, height)
-    obj_h = max(8, int(side * rng.uniform(0.3, 0.7)))
+    obj_h = max(8, int(side * rng.uniform(*object_scale)))
     obj_w = max(8, int(obj_h * style.aspect * rng.uniform(0.85, 1.15)))
     obj_w = min(obj_w, width - 2)
     mask = _object_mask(style.shape, obj_w, obj_h, float(rng.uniform(-25, 25)))

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = len(VOC_CLASS_NAMES)
 IGNORE_INDEX = 255
+# Bumped whenever the same config draws other pixels (a demo folder written by an older version is rewritten).
+# 2: thick chairs; dining-table stripes of period 10 (5 was the finest texture of the set: 2.5 px at the demo's
+# 0.5 CAM scale, next to the 2-px limit of what that resolution can show).
+GENERATOR_VERSION = 2
 
 SizeRange = tuple[tuple[int, int], tuple[int, int]]
 
@@ -101,7 +105,7 @@ CLASS_STYLES: tuple[ClassStyle, ...] = (
     ClassStyle("cat", "diamond", (0.85, 1.0), (235, 125, 45), "dstripes", (90, 45, 15), 8),
     ClassStyle("chair", "lshape", (0.75, 1.0), (125, 60, 175)),
     ClassStyle("cow", "ellipse", (1.0, 0.65), (240, 240, 235), "dots", (25, 25, 25), 12),
-    ClassStyle("diningtable", "table", (1.0, 0.6), (205, 165, 110), "hstripes", (140, 95, 55), 5),
+    ClassStyle("diningtable", "table", (1.0, 0.6), (205, 165, 110), "hstripes", (140, 95, 55), 10),
     ClassStyle("dog", "hexagon", (1.0, 0.9), (170, 120, 60), "checks", (235, 205, 150), 6),
     ClassStyle("horse", "crescent", (1.0, 1.0), (95, 50, 25)),
     ClassStyle("motorbike", "plus", (1.0, 1.0), (70, 70, 85), "vstripes", (220, 40, 40), 6),
@@ -144,7 +148,9 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "diamond":
         return au + av <= 1.0
     if shape == "lshape":
-        return ((u <= -0.35) & (av <= 1.0) & (u >= -1.0)) | ((v >= 0.35) & (v <= 1.0) & (au <= 1.0))
+        # thick arms (0.45 of the box each): with the thin ones of earlier versions (0.33) the chairs were slivers
+        # a few pixels wide at the demo's size, their CAMs found nothing and the demo's DeepLab never learned them
+        return ((u <= -0.1) & (av <= 1.0) & (u >= -1.0)) | ((v >= 0.1) & (v <= 1.0) & (au <= 1.0))
     if shape == "table":
         # a thick top and legs: with the thin ones of earlier versions (top 0.25, legs 0.16 of the box) the
         # class's CAMs found only specks, and the demo's DeepLab never learned it
