@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import logging
 import os
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 _VOC_ID = re.compile(r"^(\d{4})_(\d{6})$")
+HASHED_ID_BASE = 10**10  # image ids of other forms start here (see voc_image_id)
 
 
 def encode_mask(mask: np.ndarray) -> tuple[dict, int, list[float]]:
@@ -173,15 +175,19 @@ def categories_from_names(names: Sequence[str], supercategory: str = "object") -
 
 
 def voc_image_id(img_id: str) -> int:
-    """The integer image id of a VOC id: ``"YYYY_NNNNNN"`` → int(``"YYYYNNNNNN"``) (``"2007_000032"`` →
-    2007000032, the original make_cocoann's rule); an all-digit id → its value. Anything else: DataError."""
+    """The integer image id of a VOC-layout id, by a fixed rule (the same id always gets the same integer):
+
+    * ``"YYYY_NNNNNN"`` → int(``"YYYYNNNNNN"``) (``"2007_000032"`` → 2007000032, the original make_cocoann's rule);
+    * an all-digit id → its value;
+    * any other id (e.g. ``"crop513_2007_000033"``) → 10**10 + the first 40 bits of its SHA-1 (above every VOC id,
+      below 2**53, so JavaScript readers keep it exact). The string id stays in the image's ``file_name``.
+    """
     m = _VOC_ID.match(img_id)
     if m:
         return int(m.group(1)) * 1_000_000 + int(m.group(2))
     if img_id.isdigit() and img_id.isascii():
         return int(img_id)
-    raise DataError(f"image id {img_id!r}: the COCO export needs ids of VOC's form YYYY_NNNNNN (or all digits) to "
-                    "derive an integer image id; rename the image (and its masks) or leave it out of the list")
+    return HASHED_ID_BASE + int(hashlib.sha1(img_id.encode("utf-8")).hexdigest()[:10], 16)
 
 
 def image_ids(ids: Sequence[str]) -> dict[str, int]:

@@ -51,8 +51,11 @@ def test_image_ids_and_categories():
     assert voc_image_id("2007_000032") == 2007000032
     assert voc_image_id("2090_000001") == 2090000001
     assert voc_image_id("000123") == 123
-    with pytest.raises(DataError, match="'cat.12'"):
-        voc_image_id("cat.12")
+    import hashlib
+
+    other = voc_image_id("crop513_2007_000033")  # not VOC's form: 10**10 + 40 bits of its SHA-1, the same every time
+    assert other == 10**10 + int(hashlib.sha1(b"crop513_2007_000033").hexdigest()[:10], 16) < 2**53
+    assert voc_image_id("crop513_2007_000034") not in (other, 2007000034)
     with pytest.raises(DataError, match="both map"):
         image_ids(["2007_000032", "2007000032"])
     cats = categories_from_names(["aeroplane", "bicycle"])
@@ -286,6 +289,49 @@ def test_make_cocoann_missed_instance_and_min_score(tiny_voc, tmp_path):
     assert metrics["num_annotations"] == 0  # every score (0.9, 0) <= 0.95
     train = json.loads((tmp_path / "result" / "cocoann" / "pseudo_instances_train.json").read_text())
     assert train["annotations"] == [] and len(train["images"]) == 4
+
+
+def test_make_cocoann_on_the_real_voc_sample(real_voc_root, tmp_path, caplog):
+    """Real ids and sizes; no SegmentationObject in the sample: exported, not evaluated. The pseudo instances are the
+    4-connected components of each class of SegmentationClass."""
+    import logging
+
+    from pycocotools.coco import COCO
+    from skimage import measure
+
+    from misc.paths import ins_seg_path
+    from misc.results import save_npz
+    from step import make_cocoann
+    from voc12.dataloader import open_voc
+
+    args = _args(real_voc_root, tmp_path)
+    ids = open_voc(real_voc_root, args.list_cache_dir).ids("train")
+    classes = {}
+    for img_id in ids:
+        cls = np.asarray(Image.open(real_voc_root / "SegmentationClass" / f"{img_id}.png"))
+        masks, labels = [], []
+        for c in sorted(set(np.unique(cls).tolist()) - {0, 255}):
+            comp = measure.label(cls == c, connectivity=1)
+            masks += [comp == k for k in range(1, comp.max() + 1)]
+            labels += [c - 1] * comp.max()
+        classes[img_id] = cls
+        save_npz(ins_seg_path(args.ins_seg_out_dir, img_id), score=np.linspace(1, 0.5, len(masks)),
+                 mask=np.stack(masks), **{"class": np.asarray(labels, np.int64)})
+    with caplog.at_level(logging.WARNING):
+        metrics = make_cocoann.run(args)
+    assert "no SegmentationObject folder" in caplog.text
+    assert "segm_AP" not in metrics and metrics["num_images"] == len(ids)
+    assert not (tmp_path / "result" / "cocoann" / "gt_instances_train.json").exists()
+    coco = COCO(str(tmp_path / "result" / "cocoann" / "pseudo_instances_train.json"))
+    assert "2007_000032" in ids and coco.loadImgs([2007000032])[0] == {
+        "id": 2007000032, "file_name": "2007_000032.jpg", "width": 500, "height": 281}
+    for img_id in ids:
+        num = voc_image_id(img_id)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[num]))
+        rebuilt = np.zeros_like(classes[img_id])
+        for a in anns:
+            rebuilt[coco.annToMask(a).astype(bool)] = a["category_id"]
+        np.testing.assert_array_equal(rebuilt, np.where(classes[img_id] == 255, 0, classes[img_id]))
 
 
 def metrics_name(label: int) -> str:
