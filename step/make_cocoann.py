@@ -153,6 +153,7 @@ def export_results(args, ids: Sequence[str], images: Sequence[dict],
 def run(args) -> dict:
     facts = dataset_facts(args)
     ids = facts.ids(args.infer_list)
+    eval_ids = evaluation_ids(args, facts, ids)  # a flag problem shows before the export
     images, categories, label_to_category_id = facts.records(ids)
     results = export_results(args, ids, images, label_to_category_id)
     kept = [r for r in results if r["score"] > args.cocoann_min_score]
@@ -166,16 +167,14 @@ def run(args) -> dict:
     metrics: dict[str, Any] = {"list": args.infer_list, "num_images": len(ids), "num_instances": len(results),
                                "num_annotations": len(kept), "annotations_file": str(train_path),
                                "results_file": str(results_path)}
-    metrics.update(evaluate(args, facts, dict(zip(ids, images)), results, categories))
+    by_id = dict(zip(ids, images))
+    metrics.update(evaluate(args, facts, [by_id[i] for i in eval_ids], eval_ids, results, categories))
     update_metrics(args.result_dir, "make_cocoann", metrics, inputs=[args.ins_seg_out_dir])
     return metrics
 
 
-def evaluate(args, facts: DatasetFacts, exported: dict[str, dict], results: list[dict],
-             categories: list[dict]) -> dict:
-    """COCO segm AP of ``results`` on the ids of ``--chainer_eval_set``, which must be among the ``exported`` ones
-    ({string id: image record}); {} when the dataset has no instance ground truth. Writes the ground truth as
-    ``gt_instances_<set>.json``."""
+def evaluation_ids(args, facts: DatasetFacts, exported: Sequence[str]) -> list[str]:
+    """The ids of ``--chainer_eval_set``; they must be among the ``exported`` ones (``--infer_list``)."""
     eval_ids = facts.ids(args.chainer_eval_set)
     outside = sorted(set(eval_ids) - set(exported))
     if outside:
@@ -183,7 +182,13 @@ def evaluate(args, facts: DatasetFacts, exported: dict[str, dict], results: list
             f"make_cocoann: {len(outside)} id(s) of --chainer_eval_set {args.chainer_eval_set} are not in "
             f"--infer_list {args.infer_list} (e.g. {outside[0]!r}): the COCO evaluation scores the exported "
             "instances; use an --infer_list that covers --chainer_eval_set")
-    eval_images = [exported[i] for i in eval_ids]
+    return eval_ids
+
+
+def evaluate(args, facts: DatasetFacts, eval_images: list[dict], eval_ids: Sequence[str], results: list[dict],
+             categories: list[dict]) -> dict:
+    """COCO segm AP of ``results`` on the images ``eval_ids`` (records ``eval_images``); {} when the dataset has no
+    instance ground truth. Writes the ground truth as ``gt_instances_<set>.json``."""
     gt = facts.ground_truth(eval_ids, eval_images, categories)
     if gt is None:
         return {}
