@@ -31,6 +31,7 @@ VOC_STEPS: tuple[tuple[str, str], ...] = (
     ("train_irn_pass", "step.train_irn"),
     ("make_ins_seg_pass", "step.make_ins_seg_labels"),
     ("eval_ins_seg_pass", "step.eval_ins_seg"),
+    ("make_cocoann_pass", "step.make_cocoann"),
     ("make_sem_seg_pass", "step.make_sem_seg_labels"),
     ("eval_sem_seg_pass", "step.eval_sem_seg"),
     ("train_deeplab_pass", "step.train_deeplab"),
@@ -41,7 +42,7 @@ CUB_STEPS: tuple[tuple[str, str], ...] = (
     ("train_wsol_pass", "step.train_wsol"),
     ("eval_wsol_pass", "step.eval_wsol"),
 )
-DEFAULT_OFF = {"make_ins_seg_pass", "eval_ins_seg_pass"}
+DEFAULT_OFF = {"make_ins_seg_pass", "eval_ins_seg_pass", "make_cocoann_pass"}
 
 # Under torchrun: training steps run on every rank (DDP), per-image steps split their ids by rank, and the metric
 # steps run on rank 0 only while the other ranks wait.
@@ -275,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exp_times", type=int, default=8, help="the walk runs 2**exp_times steps")
     g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
+    g.add_argument("--cocoann_min_score", type=float, default=0.0,
+                   help="make_cocoann's training annotations keep the instances with score > this (0: all but the "
+                        "fragments under 1%% of the image, which make_ins_seg_labels scores 0); its results file "
+                        "keeps all")
 
     g = p.add_argument_group("DeepLab-v2")
     g.add_argument("--deeplab_depth", type=int, default=101, choices=(50, 101, 152))
@@ -344,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ir_label_out_dir", default="result/ir_label")
     g.add_argument("--sem_seg_out_dir", default="result/sem_seg")
     g.add_argument("--ins_seg_out_dir", default="result/ins_seg")
+    g.add_argument("--cocoann_out_dir", default="result/cocoann",
+                   help="make_cocoann's COCO JSON files (pseudo_instances_<list>.json, ..._results.json, "
+                        "gt_instances_<eval set>.json)")
     g.add_argument("--deeplab_out_dir", default="result/deeplab")
 
     g = p.add_argument_group("steps (true/false/1/0/yes/no)")
@@ -364,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PATH_ARGS = ("sess_dir", "cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name",
-             "cam_out_dir", "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "deeplab_out_dir", "result_dir",
-             "wsol_out_dir", "wsol_weights_name", "wsol_cnn_weights_name")
+             "cam_out_dir", "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "cocoann_out_dir",
+             "deeplab_out_dir", "result_dir", "wsol_out_dir", "wsol_weights_name", "wsol_cnn_weights_name")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -10,6 +10,8 @@ CAMs                        ``<cam_out_dir>/<id>.npz`` (keys, cam, high_res)    
 IR labels                   ``<ir_label_out_dir>/<id>.png``                             cam_to_ir_label
 pseudo masks                ``<sem_seg_out_dir>/<id>.png``                              make_sem_seg_labels
 instance labels             ``<ins_seg_out_dir>/<id>.npz`` (score, mask, class)         make_ins_seg_labels
+instance labels, COCO JSON  ``<cocoann_out_dir>/pseudo_instances_<list>[_results].json``  make_cocoann
+instance GT, COCO JSON      ``<cocoann_out_dir>/gt_instances_<eval set>.json``          make_cocoann
 DeepLab's training masks    ``<deeplab_label_dir>/<id>.png``                            (default sem_seg)
 DeepLab val logits          ``<deeplab_out_dir>/val_logits/<id>.npz``                   eval_deeplab
 DeepLab val predictions     ``<deeplab_out_dir>/val_pred|val_crf/<id>.png``             eval_deeplab
@@ -51,6 +53,26 @@ def label_png(folder: str | Path, img_id: str) -> Path:
 
 def ins_seg_path(ins_seg_dir: str | Path, img_id: str) -> Path:
     return per_image(ins_seg_dir, img_id, INS_SEG_SUFFIX)
+
+
+def list_name(list_arg: str) -> str:
+    """The name of a list flag's value in file names: ``voc12/train.txt`` → ``train``, ``train_aug`` → itself."""
+    return Path(list_arg).stem
+
+
+def cocoann_annotations(args, list_arg: str) -> Path:
+    """make_cocoann's training file (COCO annotations format) of the ids of ``list_arg``."""
+    return Path(args.cocoann_out_dir) / f"pseudo_instances_{list_name(list_arg)}.json"
+
+
+def cocoann_results(args, list_arg: str) -> Path:
+    """make_cocoann's detections (COCO results format, with scores) of the ids of ``list_arg``."""
+    return Path(args.cocoann_out_dir) / f"pseudo_instances_{list_name(list_arg)}_results.json"
+
+
+def cocoann_ground_truth(args, list_arg: str) -> Path:
+    """The instance ground truth of the ids of ``list_arg`` as a COCO annotations file (make_cocoann)."""
+    return Path(args.cocoann_out_dir) / f"gt_instances_{list_name(list_arg)}.json"
 
 
 def deeplab_logits_path(logits_dir: str | Path, img_id: str) -> Path:

@@ -295,7 +295,7 @@ _INT_AT_LEAST: tuple[tuple[tuple[str, ...], int], ...] = (
 # Floats: (flags, low, high, low inclusive, high inclusive); every value of a list flag is checked.
 _FLOAT_RANGES: tuple[tuple[tuple[str, ...], float, float, bool, bool], ...] = (
     (("cam_eval_thres", "cam_eval_sweep", "conf_fg_thres", "conf_bg_thres", "ins_seg_bg_thres", "sem_seg_bg_thres",
-      "wsol_cam_thr", "cam_momentum", "irn_momentum", "deeplab_momentum"), 0.0, 1.0, True, True),
+      "cocoann_min_score", "wsol_cam_thr", "cam_momentum", "irn_momentum", "deeplab_momentum"), 0.0, 1.0, True, True),
     (("wsol_drop_path",), 0.0, 1.0, True, False),
     (("cam_scales", "deeplab_scales", "cam_learning_rate", "irn_learning_rate", "deeplab_lr", "wsol_lr",
       "wsol_cnn_lr", "wsol_cnn_cls_lr", "cam_head_lr_mult", "beta"), 0.0, math.inf, False, False),
@@ -306,7 +306,8 @@ _FLOAT_RANGES: tuple[tuple[tuple[str, ...], float, float, bool, bool], ...] = (
 _STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "train_cam": ("cam1_weights_name", "cam2_weights_name"), "make_cam": ("cam_out_dir",),
     "cam_to_ir_label": ("ir_label_out_dir",), "train_irn": ("irn_weights_name",),
-    "make_ins_seg_labels": ("ins_seg_out_dir",), "make_sem_seg_labels": ("sem_seg_out_dir",),
+    "make_ins_seg_labels": ("ins_seg_out_dir",), "make_cocoann": ("cocoann_out_dir",),
+    "make_sem_seg_labels": ("sem_seg_out_dir",),
     "train_deeplab": ("deeplab_weights_name",), "eval_deeplab": ("deeplab_out_dir",),
     "export_deeplab_test": ("deeplab_out_dir",),
     "train_wsol": ("wsol_weights_name", "wsol_cnn_weights_name", "wsol_out_dir"), "eval_wsol": ("wsol_out_dir",),

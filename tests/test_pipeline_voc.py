@@ -11,7 +11,8 @@ from misc.results import load_npz
 
 pytestmark = pytest.mark.slow
 
-STEP_ARGS = ["--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true", "--cam_num_epoches", "3"]
+STEP_ARGS = ["--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true",
+             "--cam_num_epoches", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,11 @@ def test_metrics_and_pictures(tiny_run):
         assert 0.0 <= m[key]["miou"] <= 1.0 and len(m[key]["iou"]) >= 1
     assert set(m["eval_cam"]["sweep"]) >= {"0.15", "0.30"}
     assert "map_0.5" in m["eval_ins_seg"]
+    assert 0.0 <= m["make_cocoann"]["segm_AP50"] <= 1.0 and m["make_cocoann"]["eval_set"] == "train"
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(work / "result" / "cocoann" / "pseudo_instances_train.json"))
+    assert len(coco.getImgIds()) == len(_ids(work, "train")) == m["make_cocoann"]["num_images"]
     for variant in ("no_crf", "crf"):
         assert 0.0 <= m["eval_deeplab"][variant]["Mean IoU"] <= 1.0
     assert m["train_deeplab"]["first_loss"] > 0
