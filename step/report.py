@@ -528,9 +528,10 @@ def warnings_section(folder: RunFolder) -> str:
         out.append("<p>None: the run logged no warning or error.</p>")
     else:
         n_err = sum(1 for r in shown if r.get("level") in ("ERROR", "CRITICAL"))
-        out.append(f"<p>{len(shown)} record(s) of this run, {n_err} error(s): skipped or recomputed outputs, "
-                   f"weights that differ from the original's, stale metrics dropped, a run that stopped "
-                   f"(non-finite loss, missing file).</p>")
+        out.append(f"<p>{len(shown)} record(s) of this run, {n_err} error(s). Warnings name outputs removed or "
+                   f"recomputed (another configuration, an unreadable file), weights other than the original's, "
+                   f"metrics dropped as stale; an error says why the run stopped (a non-finite loss, a missing "
+                   f"file, ...).</p>")
         rows = [[R.esc(r.get("time", "")), f'<span class="level-{R.esc(r.get("level", ""))}">'
                  f'{R.esc(r.get("level", ""))}</span>', R.esc(r.get("logger", "")), R.esc(r.get("message", ""))]
                 for r in shown[-MAX_WARNINGS:]]

@@ -309,3 +309,28 @@ def test_plots_draw_degenerate_inputs():
                 plots.per_class_bars(["a", "b"], {"s": [None, 0.5]}),
                 plots.sweep_curve({0.1: None}), plots.timings_bars({"step.x": 0.0})):
         assert png.startswith(PNG_MAGIC)
+
+
+def test_a_run_that_stops_records_why_and_its_report_shows_it(tmp_path, monkeypatch):
+    import types
+
+    from misc.training import NonFiniteLossError
+
+    def nan_step(args):
+        logging.getLogger("step.fake").warning("recomputing 2007_000032: unreadable")
+        raise NonFiniteLossError("train_fake: non-finite loss at update 3 (loss_cls)")
+
+    monkeypatch.setitem(sys.modules, "step.fake", types.SimpleNamespace(run=nan_step))
+    monkeypatch.setattr(run_sample, "planned_steps", lambda args: [("train_wsol_pass", "step.fake")])
+    work = tmp_path / "w"
+    assert run_sample.main(["--dataset", "cub", "--work_dir", str(work), "--device", "cpu"]) == 2
+    recs = [json.loads(line) for line in (work / "result" / "warnings.jsonl").read_text().splitlines()]
+    assert [(r["level"], r["message"]) for r in recs] == [
+        ("WARNING", "recomputing 2007_000032: unreadable"),
+        ("ERROR", "run stopped in fake: NonFiniteLossError: train_fake: non-finite loss at update 3 (loss_cls)")]
+    from step.report import main
+
+    assert main(["--result_dir", str(work / "result")]) == 0
+    text = (work / "result" / "report.html").read_text()
+    assert "2 record(s) of this run, 1 error(s)" in text and "non-finite loss at update 3" in text
+    assert json.loads((work / "result" / "run.json").read_text())["steps"] == ["step.fake"]
