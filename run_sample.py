@@ -525,8 +525,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     return timings
 
 
-# Settings that do not shape the numbers (paths, devices, bookkeeping; seeds); the report names every other flag
-# that differs from its default. Pretrained sources and lists are judged by the report itself.
+# Settings that do not shape the numbers (paths, devices, bookkeeping, seeds); the report names every other flag
+# that differs from its default. The pretrained sources are judged by the report itself (random, stand-in, DeepLab's
+# COCO init), and so are the images each metric was scored on.
 NOT_SHAPING = set(PATH_ARGS) | {
     "work_dir", "device", "amp", "tf32", "nproc", "num_workers", "overwrite", "shard", "debug", "dry_run", "vis_num",
     "report_num_images", "log_name", "voc12_root", "cub_root", "list_cache_dir", "preset", "demo", "dataset", "seed",

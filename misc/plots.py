@@ -121,7 +121,7 @@ def training_curves(records: Sequence[Mapping], dpi: int = DPI, max_points: int 
              if all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in records)]
     stride = max(1, math.ceil(len(records) / max_points))
     sel = slice(None, None, stride)
-    window = max(1, len(records) // 40)
+    window = max(1, len(records) // 25)
     fig = _figure(12.0, 3.2, dpi, (0.7, 0.15, 0.5, 0.1))
     ax_loss, ax_lr = fig.subplots(1, 2, width_ratios=(2.2, 1), gridspec_kw={"wspace": 0.22})
     positive = True
