@@ -22,6 +22,8 @@ from typing import Sequence
 
 log = logging.getLogger("crt")
 
+# The run report (result/report.html) comes last in every pipeline; it only reads what the run left.
+REPORT_STEP = ("report_pass", "step.report")
 # (step flag, module) in the order they run.
 VOC_STEPS: tuple[tuple[str, str], ...] = (
     ("train_cam_pass", "step.train_cam"),
@@ -37,12 +39,17 @@ VOC_STEPS: tuple[tuple[str, str], ...] = (
     ("train_deeplab_pass", "step.train_deeplab"),
     ("eval_deeplab_pass", "step.eval_deeplab"),
     ("export_deeplab_test_pass", "step.export_deeplab_test"),
+    REPORT_STEP,
 )
 CUB_STEPS: tuple[tuple[str, str], ...] = (
     ("train_wsol_pass", "step.train_wsol"),
     ("eval_wsol_pass", "step.eval_wsol"),
+    REPORT_STEP,
 )
 DEFAULT_OFF = {"make_ins_seg_pass", "eval_ins_seg_pass", "make_cocoann_pass"}
+# Steps that only read what earlier steps wrote: a run of these alone leaves the run's records (config.json, run.json,
+# timings.json) as the run that made the outputs wrote them.
+READ_ONLY_STEPS = {"step.report"}
 
 # Under torchrun: training steps run on every rank (DDP), per-image steps split their ids by rank, and the metric
 # steps run on rank 0 only while the other ranks wait.
@@ -202,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--result_dir", default="result", help="metrics.json, config.json and vis/ go here")
     g.add_argument("--vis_num", type=int, default=8, help="number of images for the PNG overlays in result/vis")
+    g.add_argument("--report_num_images", type=int, default=4,
+                   help="images per gallery of result/report.html (0: no gallery)")
 
     g = p.add_argument_group("environment")
     g.add_argument("--num_workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
@@ -356,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--deeplab_out_dir", default="result/deeplab")
 
     g = p.add_argument_group("steps (true/false/1/0/yes/no)")
-    for flag, _ in VOC_STEPS + CUB_STEPS:
+    for flag in dict.fromkeys(flag for flag, _ in VOC_STEPS + CUB_STEPS):  # report_pass is in both
         g.add_argument(f"--{flag}", type=str2bool, default=flag not in DEFAULT_OFF)
 
     # demo dataset sizes (used by --demo only)
@@ -461,18 +470,24 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
     write_json(marker, spec)
 
 
-def run(args: argparse.Namespace) -> dict[str, float]:
-    """Run the planned steps in order; returns {step module: seconds}."""
-    from misc.distributed import barrier, under_torchrun
-    from misc.log import StepTimer
-    from misc.results import write_json
+def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Run the planned steps in order; returns {step module: seconds}.
 
+    A run records itself in ``result/``: ``config.json``, ``run.json`` (``argv``, commit, devices), ``timings.json``
+    (after each step) and its warnings in ``warnings.jsonl``. A run of read-only steps alone (the report of an
+    earlier run) leaves those records as they are."""
+    import contextlib
+
+    from misc.distributed import barrier, under_torchrun
+    from misc.log import StepTimer, collect_warnings
+    from misc.paths import config_json, run_json, timings_json, warnings_jsonl
     from misc.preflight import validate_args
-    from misc.results import prune_stale_metrics
+    from misc.results import prune_stale_metrics, write_json
 
     steps = planned_steps(args)
     modules = [m for _, m in steps]
     validate_args(args, modules)  # flags, device, writable folders: before anything is written
+    records = any(m not in READ_ONLY_STEPS for m in modules)
     rank = int(os.environ.get("RANK", "0"))
     os.environ["CRT_TF32"] = "1" if args.tf32 else "0"
     if under_torchrun():
@@ -483,25 +498,74 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         check_pretrained(args, modules)  # before the demo data and the dataset index (seconds, not minutes)
     for d in (args.sess_dir, args.result_dir):
         os.makedirs(d, exist_ok=True)
-    if rank == 0:
-        if args.demo:
-            prepare_demo_data(args)
-        write_json(Path(args.result_dir) / "config.json", vars(args))
-        log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
-        prepare_shared_state(args, modules)
-    barrier()  # shared state (index, held-out list) exists before any other process reads it
     timings: dict[str, float] = {}
-    for _, module_name in steps:
-        module = importlib.import_module(module_name)
-        if rank == 0 or module_name in TRAIN_STEPS | PER_IMAGE_STEPS:
-            with StepTimer(module_name.split(".")[-1], quiet=rank != 0) as timer:
-                module.run(args)
-            timings[module_name] = round(timer.elapsed, 2)
-        barrier()
+    with contextlib.ExitStack() as stack:
+        warnings = stack.enter_context(collect_warnings(warnings_jsonl(args.result_dir))) if records else None
+        current = "start"
+        try:
+            if rank == 0:
+                if records:
+                    from misc.runinfo import run_record
+
+                    write_json(run_json(args.result_dir), run_record(
+                        sys.argv[1:] if argv is None else argv, args.device, modules, REPO_ROOT,
+                        non_default_settings(args)))
+                    if args.demo:
+                        prepare_demo_data(args)
+                    write_json(config_json(args.result_dir), vars(args))
+                log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
+                prepare_shared_state(args, [m for m in modules if m not in READ_ONLY_STEPS])
+            barrier()  # shared state (index, held-out list) exists before any other process reads it
+            for _, module_name in steps:
+                current = module_name
+                module = importlib.import_module(module_name)
+                if module_name in READ_ONLY_STEPS and rank == 0:
+                    prune_stale_metrics(args.result_dir)  # what the report shows is what the run leaves
+                if rank == 0 or module_name in TRAIN_STEPS | PER_IMAGE_STEPS:
+                    with StepTimer(module_name.split(".")[-1], quiet=rank != 0) as timer:
+                        module.run(args)
+                    timings[module_name] = round(timer.elapsed, 2)
+                    if rank == 0 and records:  # after each step: the report (last) shows the steps before it
+                        write_json(timings_json(args.result_dir), timings)
+                barrier()
+        except Exception as exc:
+            if warnings is not None:  # the run report lists why the run stopped (not printed twice)
+                warnings.handle(logging.makeLogRecord({
+                    "name": "crt", "levelno": logging.ERROR, "levelname": "ERROR",
+                    "msg": f"run stopped in {current.split('.')[-1]}: {type(exc).__name__}: {exc}"}))
+            raise
     if rank == 0:
-        write_json(Path(args.result_dir) / "timings.json", timings)
         prune_stale_metrics(args.result_dir)
     return timings
+
+
+# Settings that do not shape the numbers (paths, devices, bookkeeping, seeds); the report names every other flag
+# that differs from its default. The pretrained sources are judged by the report itself (random, stand-in, DeepLab's
+# COCO init), and so are the images each metric was scored on.
+NOT_SHAPING = set(PATH_ARGS) | {
+    "work_dir", "device", "amp", "tf32", "nproc", "num_workers", "overwrite", "shard", "debug", "dry_run", "vis_num",
+    "report_num_images", "log_name", "voc12_root", "cub_root", "list_cache_dir", "preset", "demo", "dataset", "seed",
+    "wsol_seed", "deeplab_label_dir", "deeplab_checkpoint_every", "deeplab_crf", "cam_eval_sweep", "test_list",
+    "deit_pretrained", "cam_cnn_pretrained", "irn_pretrained", "deeplab_init", "no_pretrained", "demo_data_seed",
+}
+
+
+def non_default_settings(args: argparse.Namespace) -> dict[str, list]:
+    """{flag: [default, value]} for every flag that shapes the numbers and differs from :func:`build_parser`'s
+    default (a preset's overrides included): why a run may not compare with the paper."""
+    defaults = vars(build_parser().parse_args([]))
+
+    def norm(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    out = {}
+    for name, value in sorted(vars(args).items()):
+        if (name in NOT_SHAPING or name.endswith("_pass") or name.startswith(("demo_", "cub_demo_"))
+                or name not in defaults):
+            continue
+        if norm(value) != norm(defaults[name]):
+            out[name] = [norm(defaults[name]), norm(value)]
+    return out
 
 
 def check_pretrained(args: argparse.Namespace, modules: Sequence[str]) -> None:
@@ -585,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
             setup_logging()
             try:
-                timings = run(args)
+                timings = run(args, argv)
             except Exception as exc:
                 message = _user_error_message(exc)
                 if message is None:

@@ -24,11 +24,11 @@ from torchvision.transforms import InterpolationMode
 
 from misc.errors import DataError, UnreadableFileError, UserError
 from misc.results import atomic_write
+from cub.layout import IMAGES_DIR, image_path
 
 log = logging.getLogger(__name__)
 
 METADATA_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
-IMAGES_DIR = "images"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_SIZE = 256
@@ -187,7 +187,7 @@ class CUBMetadata:
         return [i for i in self.image_ids if self.is_train[i] == want]
 
     def image_path(self, image_id: str) -> Path:
-        return self.root / IMAGES_DIR / self.rel_paths[image_id]
+        return image_path(self.root, self.rel_paths[image_id])
 
     def missing_images(self, ids: Iterable[str] | None = None) -> list[tuple[str, Path]]:
         """(id, path) of every listed image whose file does not exist."""

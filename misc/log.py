@@ -3,10 +3,15 @@
 :func:`tee_output` redirects fds 1 and 2 through a pipe, so everything any process writes to stdout or stderr
 (Python, C extensions, worker processes started with spawn, tqdm bars) reaches both the terminal and the log file.
 The log is appended to, with a header per run.
+
+:func:`collect_warnings` also appends every WARNING and ERROR record of the run, from this process and from the
+processes it spawns (they inherit ``$CRT_WARNINGS_FILE`` and call :func:`setup_logging`), to
+``<result>/warnings.jsonl``, which the run report shows.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -15,6 +20,7 @@ import time
 from typing import Iterator
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WARNINGS_ENV = "CRT_WARNINGS_FILE"  # set while a run collects warnings; spawned processes inherit it
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -29,6 +35,59 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler._crt = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    if os.environ.get(WARNINGS_ENV):  # a process spawned by a run that collects its warnings
+        root.addHandler(WarningsFileHandler(os.environ[WARNINGS_ENV]))
+
+
+class WarningsFileHandler(logging.Handler):
+    """Appends each WARNING-or-worse record as one JSON line {t, time, level, logger, message, pid} to ``path``.
+
+    Each line is one ``write`` on a file opened with O_APPEND, so the processes of a run can share the file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(level=logging.WARNING)
+        self.path = os.fspath(path)
+        self._crt = True  # replaced, not duplicated, by setup_logging
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            line = json.dumps({"t": round(record.created, 3),
+                               "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)),
+                               "level": record.levelname, "logger": record.name, "message": message,
+                               "pid": record.process}) + "\n"
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except Exception:  # noqa: BLE001 (a warning that cannot be recorded must not stop the run)
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def collect_warnings(path: str | os.PathLike) -> Iterator[WarningsFileHandler]:
+    """While inside: WARNING and ERROR records of this process and of the processes it spawns go to ``path``
+    (appended). Yields the handler (``handler.handle(record)`` records an event without printing it)."""
+    handler = WarningsFileHandler(path)
+    with open(handler.path, "a"):  # exists from now on: the report can tell "no warning" from "not collected"
+        pass
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = os.environ.get(WARNINGS_ENV)
+    os.environ[WARNINGS_ENV] = handler.path
+    try:
+        yield handler
+    finally:
+        for h in list(root.handlers):  # ours, and one setup_logging may have put in its place
+            if isinstance(h, WarningsFileHandler) and h.path == handler.path:
+                root.removeHandler(h)
+        if previous is None:
+            os.environ.pop(WARNINGS_ENV, None)
+        else:
+            os.environ[WARNINGS_ENV] = previous
 
 
 def _pump(read_fd: int, targets: list[int], log_file) -> None:

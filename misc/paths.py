@@ -20,6 +20,13 @@ training state / resume     ``<sess_dir>/<step>.state.json``, ``<step>_last.pt``
 DeepLab checkpoints         ``<sess_dir>/deeplab/checkpoint_<iteration>.pth``           train_deeplab
 CUB held-out ids            ``<wsol_out_dir>/heldout_ids.txt``                          train_wsol
 pictures                    ``<result_dir>/vis/<what>/<id>.png``                        eval / make steps
+configuration               ``<result_dir>/config.json``                                run_sample.py
+run record                  ``<result_dir>/run.json`` (command, date, commit, devices)  run_sample.py
+step times                  ``<result_dir>/timings.json``                               run_sample.py
+metrics                     ``<result_dir>/metrics.json``, ``metrics_history.jsonl``    eval / train steps
+per-update training log     ``<result_dir>/logs/<step>.jsonl``                          misc/training.py
+warnings of the runs        ``<result_dir>/warnings.jsonl``                             misc/log.py
+run report                  ``<result_dir>/report.html``                                report
 ==========================  ==========================================================  ===================
 
 Weights files are named by their own flags (``--cam1_weights_name``, ...), unchanged; ``--sess_dir`` (default
@@ -123,3 +130,37 @@ def cam_vit_weights(args) -> Path:
     if not path.is_file() and Path(str(path) + ".pth").is_file():
         return Path(str(path) + ".pth")
     return path
+
+
+def config_json(result_dir: str | Path) -> Path:
+    """The resolved configuration of the last run (every flag)."""
+    return Path(result_dir) / "config.json"
+
+
+def run_json(result_dir: str | Path) -> Path:
+    """The record of the last run: command line, start time, git commit, devices (:mod:`misc.runinfo`)."""
+    return Path(result_dir) / "run.json"
+
+
+def timings_json(result_dir: str | Path) -> Path:
+    """{step module: seconds} of the last run, rewritten after each step."""
+    return Path(result_dir) / "timings.json"
+
+
+def metrics_json(result_dir: str | Path) -> Path:
+    return Path(result_dir) / "metrics.json"
+
+
+def training_log(result_dir: str | Path, step: str) -> Path:
+    """One JSON line per update of training step ``step`` (loss terms, learning rates)."""
+    return Path(result_dir) / "logs" / f"{step}.jsonl"
+
+
+def warnings_jsonl(result_dir: str | Path) -> Path:
+    """One JSON line per WARNING/ERROR record logged by any process of any run (appended)."""
+    return Path(result_dir) / "warnings.jsonl"
+
+
+def report_html(result_dir: str | Path) -> Path:
+    """The one-page run report (self-contained: pictures embedded)."""
+    return Path(result_dir) / "report.html"

@@ -290,7 +290,8 @@ _INT_AT_LEAST: tuple[tuple[tuple[str, ...], int], ...] = (
       "wsol_image_size", "wsol_patch_size", "wsol_resize_size", "wsol_cnn_width", "nproc",
       "demo_num_train", "demo_num_val", "demo_image_size", "demo_max_objects", "cub_demo_classes",
       "cub_demo_train_per_class", "cub_demo_test_per_class"), 1),
-    (("num_workers", "vis_num", "exp_times", "demo_num_extra", "demo_num_test", "wsol_heldout_per_class"), 0),
+    (("num_workers", "vis_num", "report_num_images", "exp_times", "demo_num_extra", "demo_num_test",
+      "wsol_heldout_per_class"), 0),
 )
 # Floats: (flags, low, high, low inclusive, high inclusive); every value of a list flag is checked.
 _FLOAT_RANGES: tuple[tuple[tuple[str, ...], float, float, bool, bool], ...] = (

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from misc.errors import write_error
+from misc.paths import metrics_json
 
 
 def _file_mode() -> int:
@@ -103,7 +104,7 @@ def update_metrics(result_dir: str | os.PathLike, key: str, values: dict,
 
     from misc.fingerprint import identity
 
-    path = Path(result_dir) / "metrics.json"
+    path = metrics_json(result_dir)
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     entry = to_jsonable(values)
     if inputs is not None:
@@ -129,7 +130,7 @@ def prune_stale_metrics(result_dir: str | os.PathLike) -> list[str]:
 
     from misc.fingerprint import identity
 
-    path = Path(result_dir) / "metrics.json"
+    path = metrics_json(result_dir)
     if not path.is_file():
         return []
     metrics = json.loads(path.read_text())

@@ -37,6 +37,7 @@ from misc.checkpoint import load_resume, save_state_dict
 from misc.distributed import DistContext, barrier, launch, make_loader
 from misc.errors import FlagValueError, UserError
 from misc.fingerprint import canonical, config_diff, fingerprint, write_sidecar
+from misc.paths import training_log
 from misc.results import atomic_write, update_metrics, write_json
 from misc.torchutils import autocast
 
@@ -290,7 +291,7 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
         job.nets = {k: DDP(m, device_ids=ids, **_no_buffer_sync()) for k, m in job.ddp_modules.items()}
     else:
         job.nets = dict(job.ddp_modules)
-    records = _UpdateLog(Path(args.result_dir) / "logs" / f"{job.name}.jsonl", start, ctx.is_main)
+    records = _UpdateLog(training_log(args.result_dir, job.name), start, ctx.is_main)
 
     from tqdm import tqdm
 

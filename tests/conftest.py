@@ -1,4 +1,5 @@
-"""Shared test helpers: the fixture loader of the original code's golden outputs.
+"""Shared test helpers: the fixture loader of the original code's golden outputs, and the tiny end-to-end runs
+(VOC, CUB) that several test modules read (each runs once per session).
 
 The folder comes from ``$CRT_FIXTURES`` (default ``../shared/fixtures`` beside the repository).
 A fixture missing from that folder fails the test: it is never skipped.
@@ -53,3 +54,34 @@ def real_cub_root() -> Path:
     if not root.is_dir():
         pytest.fail(f"real CUB sample folder missing: {root}")
     return root
+
+
+# The tiny end-to-end runs (synthetic data, random weights, seconds per step). test_pipeline_voc.py reruns its
+# folder with other flags (the last run is the full pipeline again with --beta 8); tests that read it afterwards
+# see a complete run.
+TINY_VOC_ARGV = ["--demo", "--preset", "tiny", "--device", "cpu", "--make_ins_seg_pass", "true",
+                 "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true", "--cam_num_epoches", "3"]
+TINY_CUB_ARGV = ["--dataset", "cub", "--demo", "--preset", "tiny", "--device", "cpu", "--wsol_epochs", "3",
+                 "--wsol_lr", "1e-3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_voc_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """(work folder, argv) of the whole default VOC pipeline plus the instance steps, tiny preset."""
+    import run_sample
+
+    work = tmp_path_factory.mktemp("voc_e2e")
+    argv = [*TINY_VOC_ARGV, "--work_dir", str(work)]
+    assert run_sample.main(argv) == 0
+    return work, argv
+
+
+@pytest.fixture(scope="session")
+def tiny_cub_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """(work folder, argv) of the CUB WSOL pipeline, tiny preset."""
+    import run_sample
+
+    work = tmp_path_factory.mktemp("cub_e2e")
+    argv = [*TINY_CUB_ARGV, "--work_dir", str(work)]
+    assert run_sample.main(argv) == 0
+    return work, argv

@@ -11,12 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cub_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("cub_e2e")
-    argv = ["--dataset", "cub", "--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu",
-            "--wsol_epochs", "3", "--wsol_lr", "1e-3"]
-    assert run_sample.main(argv) == 0
-    return work, argv
+def cub_run(tiny_cub_run):
+    """The session's tiny CUB run (tests/conftest.py): 3 epochs at lr 1e-3."""
+    return tiny_cub_run
 
 
 def test_wsol_training_and_reload(cub_run):

@@ -11,16 +11,11 @@ from misc.results import load_npz
 
 pytestmark = pytest.mark.slow
 
-STEP_ARGS = ["--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true",
-             "--cam_num_epoches", "3"]
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("voc_e2e")
-    argv = ["--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu", *STEP_ARGS]
-    assert run_sample.main(argv) == 0
-    return work, argv
+def tiny_run(tiny_voc_run):
+    """The session's tiny VOC run (tests/conftest.py): every default step, the instance steps, 3 CAM epochs."""
+    return tiny_voc_run
 
 
 def _ids(work, split):

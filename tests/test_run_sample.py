@@ -79,8 +79,12 @@ def test_plan_order_and_toggles():
     assert names[:6] == ["make_cam", "eval_cam", "cam_to_ir_label", "train_irn", "make_ins_seg_labels",
                          "make_sem_seg_labels"]
     assert "train_cam" not in names and "eval_sem_seg" not in names
+    assert names[-1] == "report" and names.count("report") == 1
     cub = run_sample.parse_args(["--dataset", "cub", "--eval_wsol_pass", "no"])
-    assert [m for _, m in run_sample.planned_steps(cub)] == ["step.train_wsol"]
+    assert [m for _, m in run_sample.planned_steps(cub)] == ["step.train_wsol", "step.report"]
+    alone = run_sample.parse_args(["--dataset", "cub", "--train_wsol_pass", "0", "--eval_wsol_pass", "0"])
+    assert [m for _, m in run_sample.planned_steps(alone)] == ["step.report"]
+    assert not run_sample.parse_args(["--report_pass", "false"]).report_pass
 
 
 def test_dry_run_writes_nothing(tmp_path):

@@ -23,6 +23,7 @@ from misc import imutils
 from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
 from misc.results import atomic_write
+from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -169,21 +170,11 @@ class VOCIndex:
         return list(ids)
 
     def image_path(self, img_id: str) -> Path:
-        return self.root / "JPEGImages" / f"{img_id}.jpg"
+        return image_path(self.root, img_id)
 
     def class_gt_path(self, img_id: str) -> Path:
         """The semantic ground truth ``SegmentationClass/<id>.png``."""
         return class_gt_path(self.root, img_id)
-
-
-def class_gt_path(root: str | os.PathLike, img_id: str) -> Path:
-    """``<root>/SegmentationClass/<id>.png``: VOC's semantic ground truth (class indices, 255 on borders)."""
-    return Path(root) / "SegmentationClass" / f"{img_id}.png"
-
-
-def object_gt_path(root: str | os.PathLike, img_id: str) -> Path:
-    """``<root>/SegmentationObject/<id>.png``: VOC's instance ground truth."""
-    return Path(root) / "SegmentationObject" / f"{img_id}.png"
 
 
 def missing_labels_message(ids: Sequence[str], root: Path, list_arg: str | None) -> str:
