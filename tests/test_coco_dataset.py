@@ -270,3 +270,19 @@ def test_dataset_facts_reach_the_models_and_defaults():
         assert build_cam_cnn(args, pretrained=False).eval()(torch.zeros(1, 3, 64, 64)).shape[1] == 80
         deeplab = build_deeplab(args, msc=False).eval()
         assert deeplab(torch.zeros(1, 3, 65, 65)).shape[1] == 81
+
+
+def test_projection_is_logged_once_from_the_measured_time(monkeypatch, caplog):
+    import misc.runner as runner
+
+    clock = iter([100.0, 102.0, 104.0, 106.0, 108.0, 110.0])
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    proj = runner.Projection("make_cam", 82081, where="cuda:0, 1 process", after=2)
+    with caplog.at_level(logging.INFO, logger="misc.runner"):
+        for _ in range(4):
+            proj.tick()  # the first tick starts the clock; 2 s per image after it
+        proj.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["make_cam: 2 s per image (measured over 2 images on cuda:0, 1 process); projected time for "
+                     "82,081 images on this device: 45.6 h"]
+    assert runner.format_duration(30) == "30 s" and runner.format_duration(600) == "10.0 min"
