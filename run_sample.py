@@ -3,10 +3,11 @@
     python run_sample.py --voc12_root /data/VOC2012            # the full VOC pipeline
     python run_sample.py --demo                                # the same on the built-in synthetic dataset
     python run_sample.py --dataset cub --cub_root /data/CUB_200_2011
+    python run_sample.py --dataset coco --coco_root /data/coco2014   # MS COCO 2014 (docs/data_coco.md)
     python run_sample.py --demo --dry_run --train_cam_pass false   # show the plan, write nothing
 
-All defaults live in :func:`build_parser`; presets (``--demo``, the tiny test preset) are named overrides of them,
-and any flag given on the command line wins over a preset.
+All defaults live in :func:`build_parser`; :data:`DATASET_DEFAULTS` names where COCO's differ from VOC's, presets
+(``--demo``, the tiny test preset) are named overrides of both, and any flag given on the command line wins.
 """
 from __future__ import annotations
 
@@ -61,10 +62,33 @@ REPO_ROOT = Path(__file__).resolve().parent
 STANDIN_DIR = REPO_ROOT / "weights" / "standin"  # the demo's stand-in for ImageNet weights (tools/pretrain_standin.py)
 DEMO_VOC_DIR = "data/demo_voc12"
 DEMO_CUB_DIR = "data/demo_cub/CUB_200_2011"
+DEMO_COCO_DIR = "data/demo_coco"
 
 # The demo's transformer differs by dataset: patch 8 on VOC's 64-px tiles, patch 16 (= the CNN's stride, for the L1
 # coupling) on CUB's 128-px images.
-DEMO_DEIT = {"voc": STANDIN_DIR / "deit_demo_p8.pth", "cub": STANDIN_DIR / "deit_demo_p16.pth"}
+DEMO_DEIT = {"voc": STANDIN_DIR / "deit_demo_p8.pth", "coco": STANDIN_DIR / "deit_demo_p8.pth",
+             "cub": STANDIN_DIR / "deit_demo_p16.pth"}
+
+# Where COCO's defaults differ from VOC's (applied with --dataset coco, before a preset and the command line), each
+# with its source. The VOC values of every other flag carry over (the same method and schedule per image).
+DATASET_DEFAULTS: dict[str, dict] = {
+    "coco": dict(
+        # Split names of coco/dataset.py: the train2014 / val2014 images with at least one annotation (82,081 /
+        # 40,137 of 82,783 / 40,504), the sets WSSS work on COCO 2014 trains on and reports val mIoU on.
+        train_list="train", val_list="val", deeplab_train_list="train",
+        # Our choice: seeds and masks are scored on the whole train set and IRNet's mean shift is estimated on it
+        # (VOC uses its 1,464-image train split, a subset of train_aug; COCO has no such subset).
+        infer_list="train", chainer_eval_set="train",
+        # Our choice, not checked against a peer: 5 epochs of 82,081 images = 25,650 updates of 16 (VOC: 10 epochs
+        # of 10,582 = 6,610 updates).
+        cam_num_epoches=5,
+        # Our choice, not checked against a peer: 100,000 iterations of 10 crops = 12 epochs of 82,081 (VOC: 20,000
+        # iterations = 19 epochs of 10,582).
+        deeplab_iters=100_000, deeplab_checkpoint_every=10_000,
+        # COCO 2014's test split has no public masks and no server format here.
+        export_deeplab_test_pass=False,
+    ),
+}
 
 # Named overrides of the defaults. "demo" finishes the whole pipeline on a 2-core CPU in minutes; "tiny" is the
 # test preset (seconds). Model widths shrink, schedules shorten; every rule of the pipeline stays the same.
@@ -98,6 +122,15 @@ PRESETS: dict[str, dict] = {
         cub_demo_classes=3, wsol_epochs=2, wsol_batch_size=4, wsol_num_classes=3, wsol_l1_window=1,
         wsol_cnn_depth=18, wsol_heldout_per_class=1, wsol_image_size=64, wsol_resize_size=72,
     ),
+}
+
+# Overrides of a preset for one dataset, applied after the preset.
+PRESET_DATASET_OVERRIDES: dict[tuple[str, str], dict] = {
+    # The COCO demo: 360 train / 60 val synthetic images of 12 categories (in an 80-category file); the instance
+    # steps run too.
+    ("demo", "coco"): dict(demo_num_train=360, demo_num_val=60, coco_demo_categories=12,
+                           make_ins_seg_pass=True, eval_ins_seg_pass=True),
+    ("tiny", "coco"): dict(coco_demo_categories=6),
 }
 
 # Flags of the original that named modules (net.resnet50_cam, net.deit_cam, net.resnet50_irn): the models are chosen
@@ -183,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
 
     g = p.add_argument_group("run")
-    g.add_argument("--dataset", choices=("voc", "cub"), default="voc")
+    g.add_argument("--dataset", choices=("voc", "coco", "cub"), default="voc",
+                   help="voc: PASCAL VOC 2012 (--voc12_root); coco: MS COCO 2014 (--coco_root); cub: CUB-200-2011 "
+                        "WSOL (--cub_root)")
     g.add_argument("--demo", action="store_true", help="use the built-in synthetic dataset and the demo preset")
     g.add_argument("--preset", choices=sorted(PRESETS), default=None, help="named overrides (--demo implies demo)")
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and steps; write nothing")
@@ -215,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("environment")
     g.add_argument("--num_workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     g.add_argument("--voc12_root", default="../../VOC2012", type=str)
+    g.add_argument("--coco_root", default="../../coco2014", type=str,
+                   help="MS COCO 2014: holds train2014/, val2014/ and annotations/instances_{train,val}2014.json")
+    g.add_argument("--coco_mask_dir", default=None,
+                   help="COCO ground-truth class masks: a folder of ready <id>.png (values 0..80, 255) is used as "
+                        "is; otherwise they are built there from the annotations (default <work_dir>/result/"
+                        "coco_gt_masks)")
 
     g = p.add_argument_group("dataset")
     g.add_argument("--train_list", default="voc12/train_aug.txt", help="list file or split name")
@@ -376,12 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--demo_max_objects", type=int, default=3, help=argparse.SUPPRESS)
     a("--cub_demo_train_per_class", type=int, default=8, help=argparse.SUPPRESS)
     a("--cub_demo_test_per_class", type=int, default=4, help=argparse.SUPPRESS)
+    a("--coco_demo_categories", type=int, default=12, help=argparse.SUPPRESS)
     a("--demo_data_seed", type=int, default=0,
       help="seed of the built-in synthetic dataset (--seed seeds training only, so seeds compare on the same data)")
     return p
 
 
-PATH_ARGS = ("sess_dir", "cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name",
+PATH_ARGS = ("sess_dir", "coco_mask_dir",
+             "cam1_weights_name", "cam2_weights_name", "irn_weights_name", "deeplab_weights_name",
              "cam_out_dir", "ir_label_out_dir", "sem_seg_out_dir", "ins_seg_out_dir", "cocoann_out_dir",
              "deeplab_out_dir", "result_dir", "wsol_out_dir", "wsol_weights_name", "wsol_cnn_weights_name")
 
@@ -392,8 +435,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     first, _ = parser.parse_known_args(argv)
     preset = first.preset or ("demo" if first.demo else None)
+    parser.set_defaults(**DATASET_DEFAULTS.get(first.dataset, {}))
     if preset:
         parser.set_defaults(**PRESETS[preset])
+        parser.set_defaults(**PRESET_DATASET_OVERRIDES.get((preset, first.dataset), {}))
         if preset == "demo":
             parser.set_defaults(deit_pretrained=str(DEMO_DEIT[first.dataset]))
     args = parser.parse_args(argv)
@@ -410,9 +455,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.demo:
         args.voc12_root = str(work / DEMO_VOC_DIR)
         args.cub_root = str(work / DEMO_CUB_DIR)
+        args.coco_root = str(work / DEMO_COCO_DIR)
     if args.deeplab_label_dir is None:
         args.deeplab_label_dir = args.sem_seg_out_dir
     args.list_cache_dir = str(work / "result")  # lists/labels cache (rebuilt when missing)
+    # the dataset's number of classes, known before its folder is read (the preflight builds the models first)
+    if args.dataset == "cub":
+        args.num_classes = args.wsol_num_classes
+    else:
+        from dataset.facts import num_classes_of
+
+        args.num_classes = num_classes_of(args.dataset)
     return args
 
 
@@ -430,6 +483,12 @@ def demo_data_spec(args: argparse.Namespace) -> dict:
         return {"dataset": "cub", "classes": args.cub_demo_classes, "train_per_class": args.cub_demo_train_per_class,
                 "test_per_class": args.cub_demo_test_per_class, "seed": args.demo_data_seed,
                 "generator_version": GENERATOR_VERSION}
+    if args.dataset == "coco":
+        from coco.synthetic import GENERATOR_VERSION
+
+        return {"dataset": "coco", "train": args.demo_num_train, "val": args.demo_num_val,
+                "image_size": list(args.demo_image_size), "categories": args.coco_demo_categories,
+                "max_objects": args.demo_max_objects, "seed": args.demo_data_seed, "generator_version": GENERATOR_VERSION}
     from voc12.synthetic import GENERATOR_VERSION
 
     return {"dataset": "voc", "train": args.demo_num_train, "val": args.demo_num_val, "extra": args.demo_num_extra,
@@ -445,7 +504,7 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
     from misc.results import write_json
 
     spec = demo_data_spec(args)
-    folder = Path(args.cub_root).parent if args.dataset == "cub" else Path(args.voc12_root)
+    folder = {"cub": Path(args.cub_root).parent, "coco": Path(args.coco_root)}.get(args.dataset, Path(args.voc12_root))
     marker = folder / "crt_demo_data.json"
     if marker.is_file():
         if json.loads(marker.read_text()) == spec:
@@ -460,6 +519,13 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
         make_synthetic_cub(folder, num_classes=args.cub_demo_classes, seed=args.demo_data_seed,
                            train_per_class=args.cub_demo_train_per_class,
                            test_per_class=args.cub_demo_test_per_class)
+    elif args.dataset == "coco":
+        from coco.synthetic import make_synthetic_coco
+
+        h, w = args.demo_image_size
+        make_synthetic_coco(folder, num_train=args.demo_num_train, num_val=args.demo_num_val,
+                            image_size=((h, w), (h, w)), seed=args.demo_data_seed,
+                            num_categories=args.coco_demo_categories, max_objects=args.demo_max_objects)
     else:
         from voc12.synthetic import make_synthetic_voc
 
@@ -590,9 +656,13 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
             load_or_make_heldout(CUBMetadata.load(args.cub_root), wsol_heldout_ids(args),
                                  args.wsol_heldout_per_class, leave_train=args.wsol_select_on == "heldout")
     elif modules:
-        from voc12.dataloader import open_voc
+        from dataset.facts import open_dataset
 
-        open_voc(args.voc12_root, args.list_cache_dir)
+        index = open_dataset(args)
+        if args.dataset == "coco":  # the contiguous label -> official category mapping, next to the outputs
+            from coco.dataset import write_category_map
+
+            log.info("COCO category mapping written to %s", write_category_map(index, args.result_dir))
 
 
 def _user_error_message(exc: BaseException) -> str | None:

@@ -16,11 +16,12 @@ def _densecrf():
 
 
 def crf_inference_label(
-    img: np.ndarray, labels: np.ndarray, t: int = 10, n_labels: int = 21, gt_prob: float = 0.7
+    img: np.ndarray, labels: np.ndarray, t: int = 10, *, n_labels: int, gt_prob: float = 0.7
 ) -> np.ndarray:
     """IRNet's label CRF: unary from hard labels, Gaussian (sxy 3, compat 3) + bilateral (sxy 50, srgb 5, compat 10).
 
-    img: (H, W, 3) uint8 RGB; labels: (H, W) ints in [0, n_labels). Label 0 is a real label (zero_unsure=False).
+    img: (H, W, 3) uint8 RGB; labels: (H, W) ints in [0, n_labels) (make_ir_label: the image's classes + 1, padded
+    keys). Label 0 is a real label (zero_unsure=False).
     Returns the (H, W) int64 argmax after ``t`` mean-field iterations.
     """
     dcrf, crf_utils = _densecrf()

@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from misc.imutils import VOC_NUM_LABELS
+
 __all__ = [
     "PathIndex",
     "search_directions",
@@ -125,18 +127,19 @@ def edge_to_affinity(edge: torch.Tensor, path_indices: Sequence[np.ndarray | tor
 
 
 def affinity_labels_from_indices(
-    label_reduced: np.ndarray, src_indices: np.ndarray, dst_indices: np.ndarray
+    label_reduced: np.ndarray, src_indices: np.ndarray, dst_indices: np.ndarray, num_labels: int = VOC_NUM_LABELS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair labels of train_irn from a reduced IR label map (0 bg, 1..20 fg, >= 21 i.e. 255 ignore).
+    """Pair labels of train_irn from a reduced IR label map (0 bg, 1..C fg, >= ``num_labels`` = C + 1, i.e. 255,
+    ignore; C = 20 on VOC, 80 on COCO).
 
     label_reduced: (h, w) uint8; src_indices (N,), dst_indices (D, N) from PathIndex on (h, w).
     Returns float32 (D, N) arrays (bg_pos, fg_pos, neg): equal labels both background / equal foreground labels /
-    different labels; pairs with any end >= 21 are in none of them.
+    different labels; pairs with any end >= ``num_labels`` are in none of them.
     """
     flat = np.asarray(label_reduced).reshape(-1)
     label_from = flat[np.asarray(src_indices)][None, :]
     label_to = flat[np.asarray(dst_indices)]
-    valid = (label_from < 21) & (label_to < 21)
+    valid = (label_from < num_labels) & (label_to < num_labels)
     equal = label_from == label_to
     pos = equal & valid
     bg_pos = (pos & (label_from == 0)).astype(np.float32)
@@ -146,7 +149,7 @@ def affinity_labels_from_indices(
 
 
 def affinity_labels_batch(
-    label_reduced: torch.Tensor, src_indices: torch.Tensor, dst_indices: torch.Tensor
+    label_reduced: torch.Tensor, src_indices: torch.Tensor, dst_indices: torch.Tensor, num_labels: int = VOC_NUM_LABELS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`affinity_labels_from_indices` for a batch, on the labels' device (train_irn builds the targets on the
     GPU from the small label maps instead of shipping ~24 MB of targets per image through the loader).
@@ -158,7 +161,7 @@ def affinity_labels_batch(
     dst = dst_indices.to(flat.device).long()
     label_from = flat[:, src].unsqueeze(1)
     label_to = flat[:, dst.reshape(-1)].view(flat.shape[0], *dst.shape)
-    valid = (label_from < 21) & (label_to < 21)
+    valid = (label_from < num_labels) & (label_to < num_labels)
     equal = label_from == label_to
     pos = equal & valid
     bg_pos = (pos & (label_from == 0)).float()

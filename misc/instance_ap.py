@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "InstanceAPMeter",
     "mask_iou",
     "calc_instance_segmentation_voc_prec_rec",
     "calc_instance_segmentation_voc_ap",
@@ -34,22 +35,19 @@ def mask_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
         return (inter / union).astype(np.float32)
 
 
-def calc_instance_segmentation_voc_prec_rec(
-    pred_masks: Sequence[np.ndarray],
-    pred_labels: Sequence[np.ndarray],
-    pred_scores: Sequence[np.ndarray],
-    gt_masks: Sequence[np.ndarray],
-    gt_labels: Sequence[np.ndarray],
-    iou_thresh: float = 0.5,
-) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-    """Per-class precision / recall arrays over the score-ranked detections (None for classes never seen,
-    recall None for classes without GT). Lists have length 1 + the largest class seen."""
-    n_pos: dict[int, int] = defaultdict(int)
-    score: dict[int, list[float]] = defaultdict(list)
-    match: dict[int, list[int]] = defaultdict(list)
+class InstanceAPMeter:
+    """Accumulates the per-class scores and matches of :func:`calc_instance_segmentation_voc_prec_rec` one image at
+    a time (so an evaluation never holds more than one image's masks), then gives precision / recall and AP."""
 
-    for pred_mask, pred_label, pred_score, gt_mask, gt_label in zip(
-            pred_masks, pred_labels, pred_scores, gt_masks, gt_labels, strict=True):
+    def __init__(self, iou_thresh: float = 0.5) -> None:
+        self.iou_thresh = iou_thresh
+        self.n_pos: dict[int, int] = defaultdict(int)
+        self.score: dict[int, list[float]] = defaultdict(list)
+        self.match: dict[int, list[int]] = defaultdict(list)
+
+    def add(self, pred_mask: np.ndarray, pred_label: np.ndarray, pred_score: np.ndarray, gt_mask: np.ndarray,
+            gt_label: np.ndarray) -> None:
+        """One image: pred masks (R, H, W) bool, labels (R,) 0-based, scores (R,); GT masks (R', H, W), labels (R',)."""
         pred_label = np.asarray(pred_label).reshape(-1)
         gt_label = np.asarray(gt_label).reshape(-1)
         pred_score = np.asarray(pred_score).reshape(-1)
@@ -62,42 +60,69 @@ def calc_instance_segmentation_voc_prec_rec(
 
             gt_keep = gt_label == label
             gt_mask_l = np.asarray(gt_mask)[gt_keep]
-            n_pos[label] += int(gt_keep.sum())
-            score[label].extend(score_l.tolist())
+            self.n_pos[label] += int(gt_keep.sum())
+            self.score[label].extend(score_l.tolist())
 
             if len(mask_l) == 0:
                 continue
             if len(gt_mask_l) == 0:
-                match[label].extend([0] * len(mask_l))
+                self.match[label].extend([0] * len(mask_l))
                 continue
 
             iou = mask_iou(mask_l, gt_mask_l)
             gt_index = iou.argmax(axis=1)
-            gt_index[iou.max(axis=1) < iou_thresh] = -1
+            gt_index[iou.max(axis=1) < self.iou_thresh] = -1
             taken = np.zeros(len(gt_mask_l), dtype=bool)
             for gt_idx in gt_index:
                 if gt_idx >= 0:
-                    match[label].append(0 if taken[gt_idx] else 1)
+                    self.match[label].append(0 if taken[gt_idx] else 1)
                     taken[gt_idx] = True
                 else:
-                    match[label].append(0)
+                    self.match[label].append(0)
 
-    if not n_pos:
-        return [], []
-    n_fg_class = max(n_pos.keys()) + 1
-    prec: list[np.ndarray | None] = [None] * n_fg_class
-    rec: list[np.ndarray | None] = [None] * n_fg_class
-    for label in n_pos:
-        score_l = np.array(score[label])
-        match_l = np.array(match[label], dtype=np.int8)
-        match_l = match_l[score_l.argsort()[::-1]]
-        tp = np.cumsum(match_l == 1)
-        fp = np.cumsum(match_l == 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            prec[label] = tp / (fp + tp)
-        if n_pos[label] > 0:
-            rec[label] = tp / n_pos[label]
-    return prec, rec
+    def prec_rec(self) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Per-class precision / recall (see :func:`calc_instance_segmentation_voc_prec_rec`)."""
+        if not self.n_pos:
+            return [], []
+        n_fg_class = max(self.n_pos.keys()) + 1
+        prec: list[np.ndarray | None] = [None] * n_fg_class
+        rec: list[np.ndarray | None] = [None] * n_fg_class
+        for label in self.n_pos:
+            score_l = np.array(self.score[label])
+            match_l = np.array(self.match[label], dtype=np.int8)
+            match_l = match_l[score_l.argsort()[::-1]]
+            tp = np.cumsum(match_l == 1)
+            fp = np.cumsum(match_l == 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                prec[label] = tp / (fp + tp)
+            if self.n_pos[label] > 0:
+                rec[label] = tp / self.n_pos[label]
+        return prec, rec
+
+    def result(self, use_07_metric: bool = False) -> dict[str, np.ndarray | float]:
+        """{"ap": per class, NaN for classes without GT; "map": their nanmean} (see
+        :func:`eval_instance_segmentation_voc`)."""
+        ap = calc_instance_segmentation_voc_ap(*self.prec_rec(), use_07_metric=use_07_metric)
+        with np.errstate(all="ignore"):
+            mean_ap = float(np.nanmean(ap)) if ap.size and not np.all(np.isnan(ap)) else float("nan")
+        return {"ap": ap, "map": mean_ap}
+
+
+def calc_instance_segmentation_voc_prec_rec(
+    pred_masks: Sequence[np.ndarray],
+    pred_labels: Sequence[np.ndarray],
+    pred_scores: Sequence[np.ndarray],
+    gt_masks: Sequence[np.ndarray],
+    gt_labels: Sequence[np.ndarray],
+    iou_thresh: float = 0.5,
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """Per-class precision / recall arrays over the score-ranked detections (None for classes never seen,
+    recall None for classes without GT). Lists have length 1 + the largest class seen."""
+    meter = InstanceAPMeter(iou_thresh)
+    for pred_mask, pred_label, pred_score, gt_mask, gt_label in zip(
+            pred_masks, pred_labels, pred_scores, gt_masks, gt_labels, strict=True):
+        meter.add(pred_mask, pred_label, pred_score, gt_mask, gt_label)
+    return meter.prec_rec()
 
 
 def calc_instance_segmentation_voc_ap(

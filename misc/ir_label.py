@@ -30,7 +30,7 @@ def make_ir_label(
     fg_thres: float = 0.35,
     bg_thres: float = 0.15,
 ) -> np.ndarray:
-    """IR label of one image: 0 background, 1..20 confident foreground, 255 uncertain.
+    """IR label of one image: 0 background, 1..C confident foreground (C = 20 on VOC, 80 on COCO), 255 uncertain.
 
     img: (H, W, 3) uint8 RGB; high_res: (K, H, W) float32 CAMs (per-class max-normalised); keys: (K,) 0-based.
     fg = CRF(argmax with bg ``fg_thres``), bg = CRF(argmax with bg ``bg_thres``) (class ids);

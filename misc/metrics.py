@@ -2,7 +2,8 @@
 
 * :class:`ConfusionMeter` / :func:`semantic_confusion`: chainercv's ``calc_semantic_segmentation_confusion``
   (rows = GT, columns = prediction; GT < 0, i.e. VOC 255, skipped; the matrix grows to 1 + the largest label
-  seen, it is not cut to 21 classes). Given ``num_labels`` (the evaluation steps pass 21), a label outside
+  seen, it is not cut to 21 classes). Given ``num_labels`` (the evaluation steps pass the dataset's: VOC 21, COCO
+  81), a label outside
   ``0..num_labels-1`` (GT 255 aside) is refused with a :class:`~misc.errors.DataError` instead of growing the
   matrix; a size mismatch names the image id when the caller gives it.
 * :func:`iou_from_confusion`: TP / (GT + Pred - TP); classes absent from both GT and prediction are NaN and
@@ -146,12 +147,13 @@ def deeplab_scores_from_hist(hist: np.ndarray) -> dict:
     }
 
 
-def deeplab_scores(gts: Iterable[np.ndarray], preds: Iterable[np.ndarray], num_classes: int = 21,
+def deeplab_scores(gts: Iterable[np.ndarray], preds: Iterable[np.ndarray], num_classes: int,
                    ids: Sequence[str] | None = None) -> tuple[dict, np.ndarray]:
     """deeplab-pytorch ``scores(label_trues, label_preds, n_class)``: returns (scores dict, hist).
 
-    Pairs of different sizes and predictions outside ``0..num_classes-1`` are a :class:`DataError` (naming the id
-    from ``ids``); GT values outside are ignored, as deeplab-pytorch does."""
+    ``num_classes``: background + the dataset's classes (VOC 21, COCO 81). Streams: ``gts`` and ``preds`` are read
+    once, pairwise (generators are fine). Pairs of different sizes and predictions outside ``0..num_classes-1`` are
+    a :class:`DataError` (naming the id from ``ids``); GT values outside are ignored, as deeplab-pytorch does."""
     hist = np.zeros((num_classes, num_classes), dtype=np.float64)
     for k, (gt, pred) in enumerate(zip(gts, preds, strict=True)):
         check_pair(pred, gt, None if ids is None else ids[k], num_classes, check_gt=False)

@@ -6,7 +6,8 @@ model is read in one place only.
 
 Builders (``pretrained``: load the ImageNet / init weights named by the flags unless ``--no_pretrained``):
 
-- :func:`build_cam_vit` / :func:`build_cam_cnn`: the two VOC CAM branches of train_cam (DeiT TS-CAM, ResNet CAM);
+- :func:`build_cam_vit` / :func:`build_cam_cnn`: the two CAM branches of train_cam (DeiT TS-CAM, ResNet CAM), with
+  the dataset's number of classes (``args.num_classes``: VOC 20, COCO 80);
 - :func:`build_irn`: IRNet with its training loss (train_irn); :func:`load_irn` the trained inference wrapper;
 - :func:`build_deeplab`: DeepLab-v2 MSC; :func:`load_deeplab` the trained one;
 - :func:`build_wsol_vit` / :func:`build_wsol_cnn`: the CUB branches of train_wsol / eval_wsol.
@@ -20,8 +21,17 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-VOC_CAM_CLASSES = 20  # the 20 foreground classes of the CAM branches
-VOC_SEG_CLASSES = 21  # background + 20, DeepLab's output
+
+
+def cam_classes(args) -> int:
+    """Foreground classes of the CAM branches: the dataset's (VOC 20, COCO 80; ``args.num_classes``, set by
+    ``run_sample.parse_args`` from :func:`dataset.facts.num_classes_of`)."""
+    return int(args.num_classes)
+
+
+def seg_classes(args) -> int:
+    """DeepLab's outputs: background + the dataset's classes (VOC 21, COCO 81)."""
+    return int(args.num_classes) + 1
 
 
 def _pretrained(args, pretrained: bool) -> bool:
@@ -36,10 +46,10 @@ def vit_kwargs(args) -> dict:
 
 
 def build_cam_vit(args, pretrained: bool):
-    """The transformer CAM branch (DeiT-S TS-CAM with progressive passes, tiled) for VOC."""
+    """The transformer CAM branch (DeiT-S TS-CAM with progressive passes, tiled) for VOC or COCO."""
     from net.deit_cam import deit_cam_small, load_deit_imagenet
 
-    model = deit_cam_small(num_classes=VOC_CAM_CLASSES, **vit_kwargs(args))
+    model = deit_cam_small(num_classes=cam_classes(args), **vit_kwargs(args))
     if _pretrained(args, pretrained):
         load_deit_imagenet(model, args.deit_pretrained, flag="--deit_pretrained")
     return model
@@ -49,7 +59,7 @@ def build_cam_cnn(args, pretrained: bool):
     """The CNN CAM branch (ResNet-152 by default) used as the L1 regulariser during train_cam."""
     from net.resnet_cam import resnet_cam_voc
 
-    model = resnet_cam_voc(depth=args.cam_cnn_depth, num_classes=VOC_CAM_CLASSES,
+    model = resnet_cam_voc(depth=args.cam_cnn_depth, num_classes=cam_classes(args),
                            base_width=getattr(args, "cam_cnn_width", 64))
     if _pretrained(args, pretrained):
         from net.resnet import load_resnet_imagenet
@@ -124,7 +134,7 @@ def build_deeplab(args, msc: bool = True):
     ``--deeplab_init`` is loaded by train_deeplab (:func:`net.deeplab_v2.load_backbone_init`)."""
     from net.deeplab_v2 import MSC_SCALES, build_deeplab_v2
 
-    return build_deeplab_v2(n_classes=VOC_SEG_CLASSES, depth=args.deeplab_depth, n_blocks=args.deeplab_blocks,
+    return build_deeplab_v2(n_classes=seg_classes(args), depth=args.deeplab_depth, n_blocks=args.deeplab_blocks,
                             base_width=args.deeplab_base_width, scales=MSC_SCALES if msc else None)
 
 

@@ -1,5 +1,8 @@
 """The one per-image runner behind make_cam, cam_to_ir_label, make_sem_seg_labels and make_ins_seg_labels.
 
+It also logs, once per worker, the measured time per image and the projected time of the step's whole list on
+one such device (:class:`Projection`, also used by the training driver and the evaluation steps).
+
 A step supplies a :class:`PerImageTask` (where an id's output goes, what shapes it, how to load its inputs, how to
 compute and write it). The runner takes care of the rest: the id list and ``--shard K/N``, the output folder's
 manifest (outputs of another configuration are removed before any new one is written: see
@@ -26,6 +29,68 @@ from tqdm import tqdm
 from misc.errors import FlagValueError, UserError, os_error_message
 
 log = logging.getLogger(__name__)
+
+
+def format_duration(seconds: float) -> str:
+    """``35 s``, ``12.5 min``, ``3.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Projection:
+    """Logs once the measured seconds per item and the projected time of ``total`` items on this device.
+
+    :meth:`tick` after each item. The first item (model set-up, warm-up) starts the clock and is not measured; the
+    line is logged after ``after`` more items or ``after_s`` seconds, whichever comes first, or by :meth:`finish`
+    when the list ends earlier. ``where``: the device and processes, for the message."""
+
+    def __init__(self, what: str, total: int, unit: str = "image", where: str = "", after: int = 20,
+                 after_s: float = 60.0, enabled: bool = True) -> None:
+        self.what, self.total, self.unit, self.where = what, int(total), unit, where
+        self.after, self.after_s, self.enabled = after, after_s, enabled
+        self.t0: float | None = None
+        self.count = 0
+        self.logged = False
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+            return
+        self.count += 1
+        if not self.logged and (self.count >= self.after or now - self.t0 >= self.after_s):
+            self._log(now)
+
+    def seconds_per_item(self) -> float | None:
+        if self.t0 is None or self.count == 0:
+            return None
+        return (time.perf_counter() - self.t0) / self.count
+
+    def finish(self) -> None:
+        if not self.logged and self.count > 0:
+            self._log(time.perf_counter())
+
+    def _log(self, now: float) -> None:
+        self.logged = True
+        if not self.enabled or self.t0 is None or self.count == 0:
+            return
+        per = (now - self.t0) / self.count
+        where = f" on {self.where}" if self.where else ""
+        log.info("%s: %.3g s per %s (measured over %d %ss%s); projected time for %s %ss on this device: %s",
+                 self.what, per, self.unit, self.count, self.unit, where, f"{self.total:,}", self.unit,
+                 format_duration(per * self.total))
+
+
+def with_projection(items, what: str, total: int, unit: str = "image", where: str = ""):
+    """Yield ``items`` unchanged, ticking a :class:`Projection` after each (for streaming evaluation loops)."""
+    proj = Projection(what, total, unit, where)
+    for item in items:
+        yield item
+        proj.tick()
+    proj.finish()
 
 
 class PerImageTask:
@@ -99,7 +164,7 @@ def _first(batch):
 
 
 def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[str], loader_workers: int,
-          threads: int) -> None:
+          threads: int, total: int = 0) -> None:
     if rank > 0 or len(shares) > 1:
         from misc.log import setup_logging
 
@@ -113,6 +178,8 @@ def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[
     loader = DataLoader(_IdDataset(task, ids), batch_size=1, shuffle=False, num_workers=loader_workers,
                         collate_fn=_first)
     desc = task.name if len(shares) == 1 else f"{task.name}[{rank}]"
+    where = f"{device}, {len(shares)} process{'es' if len(shares) > 1 else ''}"
+    projection = Projection(desc, total or len(ids), where=where)
     with torch.inference_mode():
         for img_id, inputs, err in tqdm(loader, total=len(ids), desc=desc, position=rank, mininterval=2.0,
                                         dynamic_ncols=True):
@@ -130,6 +197,8 @@ def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[
                 if message is not None:  # no space, no permission...: still the user's to fix, with the id
                     raise UserError(f"{task.name}: image {img_id!r}: {message}") from exc
                 raise RuntimeError(f"{task.name}: image {img_id!r} failed: {type(exc).__name__}: {exc}") from exc
+            projection.tick()
+    projection.finish()
 
 
 def _done(task: PerImageTask, img_id: str) -> bool:
@@ -174,6 +243,7 @@ def run_per_image(
 
     t0 = time.perf_counter()
     k, n = parse_shard(shard)
+    total = len(ids)  # the whole list, all shards: what the projected time is for
     ids = list(ids)[k::n]
     rank, world = process_rank()
     config = task.config()
@@ -202,12 +272,13 @@ def run_per_image(
         shares = [todo[r::n_workers] for r in range(n_workers)]
         cpu_threads = max(1, (os.cpu_count() or 1) // n_workers)
         if n_workers == 1:
-            _work(0, task, shares, devices, loader_workers, torch.get_num_threads())
+            _work(0, task, shares, devices, loader_workers, torch.get_num_threads(), total)
         else:
             import torch.multiprocessing as mp
 
             per_worker_loaders = loader_workers // n_workers
-            mp.spawn(_work, args=(task, shares, devices, per_worker_loaders, cpu_threads), nprocs=n_workers, join=True)
+            mp.spawn(_work, args=(task, shares, devices, per_worker_loaders, cpu_threads, total), nprocs=n_workers,
+                     join=True)
     summary = RunSummary(len(ids), skipped, len(todo), time.perf_counter() - t0)
     log.info("%s: %d processed, %d skipped in %.1f s", task.name, summary.processed, summary.skipped, summary.seconds)
     return summary

@@ -297,6 +297,12 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
 
     update = start
     t0, seen = time.perf_counter(), 0
+    from misc.runner import Projection
+
+    projection = Projection(job.name, total, unit="update", after=10, enabled=ctx.is_main,
+                            where=f"{device}, {ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, "
+                                  f"{job.global_batch} images per update")
+    projection.tick()  # the clock starts now: the first update (warm-up) is measured too, the set-up is not
     while update < total:
         epoch, skip = divmod(update, updates_per_epoch)
         sampler.set_epoch(epoch, skip)
@@ -309,6 +315,7 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
         for batch in bar:
             losses = _one_update(job, batch, epoch, ctx, scaler, update)
             update += 1
+            projection.tick()
             n_in_epoch += 1
             seen += job.global_batch
             job.after_update(update)
@@ -334,6 +341,7 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
                 _save_resume(job, fp, config, update, history, scaler, ctx)
             if update >= total:
                 break
+    projection.finish()
     records.close()
     job.finish(ctx)
     if ctx.is_main:

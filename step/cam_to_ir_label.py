@@ -1,7 +1,7 @@
 """cam_to_ir_label: inter-pixel-relation labels from the CAMs (docs/ir_labels_and_irnet.md#ir-labels), one PNG per id of ``--train_list``.
 
 Confident foreground (``--conf_fg_thres``) and background (``--conf_bg_thres``), each refined by a dense CRF,
-combined into {0 bg, 1..20 fg, 255 uncertain}. CPU-bound: spread over ``--num_workers`` processes.
+combined into {0 bg, 1..C fg (C = 20 on VOC, 80 on COCO), 255 uncertain}. CPU-bound: spread over ``--num_workers`` processes.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from misc.outputs import load_output_npz
 from misc.paths import cam_path, label_png
 from misc.results import save_png
 from misc.runner import PerImageTask, run_per_image
-from voc12.dataloader import open_voc, read_image
+from dataset.facts import open_dataset
+from voc12.dataloader import read_image
 
 
 class IRLabelTask(PerImageTask):
@@ -28,7 +29,7 @@ class IRLabelTask(PerImageTask):
         return label_png(self.out_dir, img_id)
 
     def config(self) -> dict:
-        return {"voc12_root": str(self.voc.root), "cams": identity(self.cam_dir), "conf_fg_thres": self.fg_thres,
+        return {**self.voc.config_entry(), "cams": identity(self.cam_dir), "conf_fg_thres": self.fg_thres,
                 "conf_bg_thres": self.bg_thres}
 
     def load(self, img_id: str):
@@ -45,6 +46,6 @@ class IRLabelTask(PerImageTask):
 
 
 def run(args) -> None:
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    voc = open_dataset(args)
     run_per_image(IRLabelTask(args, voc), voc.ids(args.train_list), devices=["cpu"],
                   processes=max(1, args.num_workers), overwrite=args.overwrite, shard=args.shard)

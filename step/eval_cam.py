@@ -1,7 +1,8 @@
 """eval_cam: seed mIoU of the transformer CAMs on ``--chainer_eval_set`` (docs/make_cam.md#seed-evaluation) and a background-threshold sweep.
 
 Per image: a constant background plane ``--cam_eval_thres`` is put in front of ``high_res``, the argmax is mapped
-through ``[0] + keys + 1``; the confusion follows chainercv (GT 255 skipped, not cut to 21 classes).
+through ``[0] + keys + 1``; the confusion follows chainercv (GT 255 skipped, not cut to the dataset's labels; a
+label outside them is refused), streamed into one (at most 21×21 on VOC, 81×81 on COCO) int64 matrix per threshold.
 Writes ``metrics.json["eval_cam"]`` and CAM overlays for a few images under ``result/vis/cam``.
 """
 from __future__ import annotations
@@ -15,14 +16,15 @@ import numpy as np
 from misc.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
 from misc.outputs import load_output_npz
 from misc.paths import cam_path, vis_dir
+from misc.imutils import VOC_NUM_LABELS
 from misc.results import update_metrics
-from voc12.dataloader import NUM_LABELS, check_voc_root, class_gt_path, open_voc, read_label_png
+from misc.runner import with_projection
 
 log = logging.getLogger(__name__)
 
 
 def cam_to_seed(high_res: np.ndarray, keys: np.ndarray, bg_thres: float) -> np.ndarray:
-    """(K, H, W) per-class max-normalised CAMs + 0-based keys → (H, W) int64 labels in 0..20 (ties → background)."""
+    """(K, H, W) per-class max-normalised CAMs + 0-based keys → (H, W) int64 labels in 0..C (ties → background)."""
     cams = np.concatenate([np.full((1,) + high_res.shape[1:], bg_thres, high_res.dtype), high_res], axis=0)
     lookup = np.concatenate([[0], np.asarray(keys, np.int64) + 1])
     return lookup[np.argmax(cams, axis=0)]
@@ -36,14 +38,14 @@ def load_cam(cam_dir: str | Path, img_id: str) -> dict[str, np.ndarray]:
 
 
 def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: Sequence[float],
-                   ids: Sequence[str] | None = None) -> dict[float, dict]:
+                   ids: Sequence[str] | None = None, num_labels: int = VOC_NUM_LABELS) -> dict[float, dict]:
     """{threshold: {'iou', 'miou', 'confusion'}} for each background threshold.
 
     Streams: ``cams`` and ``gts`` are read once, pairwise (generators are fine), into one confusion per threshold,
     so train_aug's CAMs never sit in memory together. ``ids`` name the pairs in errors (a size mismatch, a label
-    outside 0..20).
+    outside ``0..num_labels-1``: the dataset's background + classes, 21 on VOC, 81 on COCO).
     """
-    meters = {float(t): ConfusionMeter(NUM_LABELS) for t in thresholds}
+    meters = {float(t): ConfusionMeter(num_labels) for t in thresholds}
     for k, (cam, gt) in enumerate(zip(cams, gts, strict=True)):
         gt = gt_to_chainer(gt)
         name = None if ids is None else ids[k]
@@ -57,17 +59,18 @@ def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: 
 
 
 def run(args) -> dict:
-    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
-    voc = open_voc(root, args.list_cache_dir)
+    from dataset.facts import open_for_eval
+
+    voc = open_for_eval(args)
     ids = voc.ids(args.chainer_eval_set)
     missing = [i for i in ids if not cam_path(args.cam_out_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
                                 "make_cam writes them for --train_list, which must cover --chainer_eval_set")
-    cams = (load_cam(args.cam_out_dir, i) for i in ids)
-    gts = (read_label_png(class_gt_path(root, i)) for i in ids)
+    cams = (load_cam(args.cam_out_dir, i) for i in with_projection(ids, "eval_cam", len(ids)))
+    gts = (voc.read_class_gt(i) for i in ids)
     thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
-    results = evaluate_seeds(cams, gts, thresholds, ids)
+    results = evaluate_seeds(cams, gts, thresholds, ids, voc.num_labels)
     main = results[float(args.cam_eval_thres)]
     best_t = max(results, key=lambda t: results[t]["miou"] if np.isfinite(results[t]["miou"]) else -1)
     for t, r in results.items():

@@ -4,7 +4,8 @@ Inference (per-image runner, every GPU or the CPU): MSC max logits at stride 8 �
 Scoring: bilinear to the image size, softmax, argmax → ``val_pred/<id>.png``; the CRF (deeplab-pytorch parameters,
 ``--deeplab_crf_guide original`` reproduces its quirky guide image) over ``--num_workers`` CPU processes →
 ``val_crf/<id>.png``. Pixel Acc / Mean Acc / FreqW IoU / mIoU of both into ``metrics.json["eval_deeplab"]`` against
-``SegmentationClass``; panels image | pseudo mask | prediction | GT under ``result/vis/deeplab``.
+the dataset's ground truth (VOC ``SegmentationClass``, COCO's masks built from the annotations), streamed one image
+at a time; panels image | pseudo mask | prediction | GT under ``result/vis/deeplab``.
 """
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from misc.imutils import voc_palette
 from misc.metrics import deeplab_scores
 from misc.fingerprint import identity, prepare_output_dir
 from misc.outputs import load_output_npz, output_problem, read_output_png
 from misc.paths import deeplab_logits_path, deeplab_val_dirs, label_png, vis_dir
 from misc.results import save_png, update_metrics
-from misc.runner import PerImageTask, device_workers, run_per_image
-from voc12.dataloader import check_voc_root, class_gt_path, open_voc, read_label_png
+from misc.runner import PerImageTask, device_workers, run_per_image, with_projection
 from voc12.inference import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,11 @@ class CRFTask(PerImageTask):
         bgr, logits = inputs
         probs = probs_from_logits(logits)
         q = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.guide == "original"), probs)
-        save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=voc_palette())
+        save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=self.voc.palette())
 
 
-def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: bool = False) -> None:
+def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: bool = False,
+                            palette: list[int] | None = None) -> None:
     """Argmax of the upsampled logits → ``out_dir/<id>.png``; the folder follows the logits' fingerprint."""
     prepare_output_dir(out_dir, "deeplab_pred", {"logits": identity(logits_dir)}, (".png",), overwrite)
     for img_id in ids:
@@ -65,30 +65,33 @@ def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: boo
             logits = load_output_npz(deeplab_logits_path(logits_dir, img_id), "eval_deeplab",
                                      DeepLabLogitsTask.output_keys)
             pred = np.argmax(probs_from_logits(logits), 0).astype(np.uint8)
-            save_png(path, pred, palette=voc_palette())
+            save_png(path, pred, palette=palette)
 
 
-def score_folder(ids, pred_dir: Path, voc_root: Path) -> dict:
-    gts = [read_label_png(class_gt_path(voc_root, i)) for i in ids]
-    preds = [read_output_png(label_png(pred_dir, i), "eval_deeplab") for i in ids]
-    scores, _ = deeplab_scores(gts, preds, 21, ids)
+def score_folder(ids, pred_dir: Path, voc) -> dict:
+    """deeplab-pytorch's scores of the predictions in ``pred_dir`` against the dataset's ground truth (``voc``: the
+    index of :mod:`dataset.facts`), streamed one image at a time."""
+    gts = (voc.read_class_gt(i) for i in with_projection(ids, f"eval_deeplab scoring {pred_dir.name}", len(ids)))
+    preds = (read_output_png(label_png(pred_dir, i), "eval_deeplab") for i in ids)
+    scores, _ = deeplab_scores(gts, preds, voc.num_labels, ids)
     return scores
 
 
 def run(args) -> dict:
-    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
-    voc = open_voc(root, args.list_cache_dir)
+    from dataset.facts import open_for_eval
+
+    voc = open_for_eval(args)
     ids = voc.ids(args.val_list)
     logits_dir, pred_dir, crf_dir = deeplab_val_dirs(args)
     run_per_image(DeepLabLogitsTask(args, voc, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
                   **device_workers(args))
-    predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite)
-    metrics = {"no_crf": score_folder(ids, pred_dir, root), "val_list": args.val_list, "num_images": len(ids)}
+    predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite, voc.palette())
+    metrics = {"no_crf": score_folder(ids, pred_dir, voc), "val_list": args.val_list, "num_images": len(ids)}
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
         run_per_image(CRFTask(voc, logits_dir, crf_dir, args.deeplab_crf_guide), ids, devices=["cpu"],
                       processes=max(1, args.num_workers), overwrite=args.overwrite, split_ranks=False)
-        metrics["crf"] = score_folder(ids, crf_dir, root)
+        metrics["crf"] = score_folder(ids, crf_dir, voc)
         metrics["crf_guide"] = args.deeplab_crf_guide
         log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
     update_metrics(args.result_dir, "eval_deeplab", metrics, inputs=[args.deeplab_weights_name])

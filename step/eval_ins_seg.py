@@ -1,41 +1,44 @@
-"""eval_ins_seg: VOC instance-segmentation AP at IoU 0.5 of the instance pseudo labels (docs/instances.md#evaluation).
+"""eval_ins_seg: VOC-style instance-segmentation AP at IoU 0.5 of the instance pseudo labels (docs/instances.md#evaluation).
 
-GT instances come from ``SegmentationObject`` + ``SegmentationClass`` of ``--chainer_eval_set``; the AP follows
-chainercv's ``eval_instance_segmentation_voc`` (area under the interpolated PR curve, classes without GT dropped).
+GT instances of ``--chainer_eval_set`` come from the dataset (VOC: ``SegmentationObject`` + ``SegmentationClass``;
+COCO: the non-crowd instance annotations, docs/data_coco.md); the AP follows chainercv's
+``eval_instance_segmentation_voc`` (area under the interpolated PR curve, classes without GT dropped), one image at
+a time. On COCO this is not COCO's official mask AP (no crowd regions ignored, no IoU sweep or area ranges).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from misc.imutils import VOC_CLASS_NAMES
-from misc.instance_ap import eval_instance_segmentation_voc, read_voc_instances
+from misc.instance_ap import InstanceAPMeter
 from misc.outputs import load_output_npz
 from misc.paths import ins_seg_path
 from misc.results import update_metrics
-from voc12.dataloader import check_voc_root, class_gt_path, object_gt_path, open_voc
+from misc.runner import with_projection
 
 log = logging.getLogger(__name__)
 
 
 def run(args) -> dict:
-    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass",
-                                            "SegmentationObject"))
-    ids = open_voc(root, args.list_cache_dir).ids(args.chainer_eval_set)
+    from dataset.facts import open_for_eval
+
+    voc = open_for_eval(args, instances=True)
+    ids = voc.ids(args.chainer_eval_set)
     pred_dir = Path(args.ins_seg_out_dir)
-    preds = []
-    for i in ids:
-        path = ins_seg_path(pred_dir, i)
-        if not path.is_file():
-            raise FileNotFoundError(f"eval_ins_seg: no instance labels for {i!r} at {path}; run make_ins_seg_labels "
-                                    "with an --infer_list covering --chainer_eval_set")
-        preds.append(load_output_npz(path, "make_ins_seg_labels", ("score", "mask", "class")))
-    gts = [read_voc_instances(object_gt_path(root, i), class_gt_path(root, i)) for i in ids]
-    r = eval_instance_segmentation_voc([p["mask"] for p in preds], [p["class"] for p in preds],
-                                       [p["score"] for p in preds], [g[0] for g in gts], [g[1] for g in gts],
-                                       iou_thresh=0.5)
+    missing = [i for i in ids if not ins_seg_path(pred_dir, i).is_file()]
+    if missing:
+        raise FileNotFoundError(f"eval_ins_seg: {len(missing)} instance labels missing in {pred_dir} (e.g. "
+                                f"{missing[0]!r} at {ins_seg_path(pred_dir, missing[0])}); run make_ins_seg_labels "
+                                "with an --infer_list covering --chainer_eval_set")
+    meter = InstanceAPMeter(iou_thresh=0.5)
+    for i in with_projection(ids, "eval_ins_seg", len(ids)):  # one image's masks in memory at a time
+        p = load_output_npz(ins_seg_path(pred_dir, i), "make_ins_seg_labels", ("score", "mask", "class"))
+        gt_masks, gt_labels = voc.gt_instances(i)
+        meter.add(p["mask"], p["class"], p["score"], gt_masks, gt_labels)
+    r = meter.result()
     log.info("eval_ins_seg: 0.5iou: mAP %.4f (%d images of %s)", r["map"], len(ids), args.chainer_eval_set)
-    ap = {VOC_CLASS_NAMES[c]: v for c, v in enumerate(r["ap"][: len(VOC_CLASS_NAMES)])}
+    names = voc.class_names
+    ap = {names[c]: v for c, v in enumerate(r["ap"][: len(names)])}
     metrics = {"map_0.5": r["map"], "ap_0.5": ap, "eval_set": args.chainer_eval_set, "num_images": len(ids)}
     update_metrics(args.result_dir, "eval_ins_seg", metrics, inputs=[args.ins_seg_out_dir])
     return metrics

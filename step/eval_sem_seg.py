@@ -1,30 +1,34 @@
 """eval_sem_seg: mIoU of the random-walk pseudo masks on ``--chainer_eval_set`` (docs/sem_seg_labels.md#evaluation).
 
-Prediction PNGs have 255 mapped to 0; the confusion is cut to [:21, :21]; background and foreground fp/fn rates
-are logged as in the original. Writes ``metrics.json["eval_sem_seg"]``.
+Prediction PNGs have 255 mapped to 0; the confusion is cut to the dataset's labels ([:21, :21] on VOC, [:81, :81]
+on COCO); background and foreground fp/fn rates are logged as in the original. Masks and ground truth are streamed,
+one image at a time. Writes ``metrics.json["eval_sem_seg"]``.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from misc.imutils import VOC_NUM_LABELS
 from misc.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
 from misc.outputs import read_output_png
 from misc.paths import label_png
 from misc.results import update_metrics
-from voc12.dataloader import NUM_LABELS, check_voc_root, class_gt_path, open_voc, read_label_png
+from misc.runner import with_projection
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_masks(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], ids: Sequence[str] | None = None) -> dict:
-    """preds: label PNG contents (255 → 0); gts: VOC GT maps. Returns iou/miou/fp/fn and the cut confusion.
-    ``ids`` name the pairs in errors (a size mismatch, a label outside 0..20)."""
-    preds = [np.where(p == 255, 0, p).astype(np.uint8) for p in preds]
-    confusion = semantic_confusion(preds, [gt_to_chainer(g) for g in gts], ids, NUM_LABELS)[:21, :21]
+def evaluate_masks(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], ids: Sequence[str] | None = None,
+                   num_labels: int = VOC_NUM_LABELS) -> dict:
+    """preds: label PNG contents (255 → 0); gts: GT maps (255 ignored); both may be generators (read once,
+    pairwise). Returns iou/miou/fp/fn and the confusion cut to ``num_labels`` (background + the dataset's classes).
+    ``ids`` name the pairs in errors (a size mismatch, a label outside ``0..num_labels-1``)."""
+    preds = (np.where(p == 255, 0, p).astype(np.uint8) for p in preds)
+    confusion = semantic_confusion(preds, (gt_to_chainer(g) for g in gts), ids, num_labels)[:num_labels, :num_labels]
     fp, fn = fp_fn_rates(confusion)
     iou = iou_from_confusion(confusion)
     return {"iou": iou, "miou": miou(iou), "fp_bg": fp[0], "fn_bg": fn[0], "fp_fg_mean": np.mean(fp[1:]),
@@ -32,16 +36,19 @@ def evaluate_masks(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], ids: 
 
 
 def run(args) -> dict:
-    root = check_voc_root(args.voc12_root, ("JPEGImages", "ImageSets/Segmentation", "SegmentationClass"))
-    ids = open_voc(root, args.list_cache_dir).ids(args.chainer_eval_set)
+    from dataset.facts import open_for_eval
+
+    voc = open_for_eval(args)
+    ids = voc.ids(args.chainer_eval_set)
     pred_dir = Path(args.sem_seg_out_dir)
     missing = [i for i in ids if not label_png(pred_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_sem_seg: {len(missing)} masks missing in {pred_dir} (e.g. {missing[0]!r}); "
                                 "make_sem_seg_labels writes them for --infer_list, which must cover --chainer_eval_set")
-    preds = [read_output_png(label_png(pred_dir, i), "make_sem_seg_labels") for i in ids]
-    gts = [read_label_png(class_gt_path(root, i)) for i in ids]
-    r = evaluate_masks(preds, gts, ids)
+    preds = (read_output_png(label_png(pred_dir, i), "make_sem_seg_labels")
+             for i in with_projection(ids, "eval_sem_seg", len(ids)))
+    gts = (voc.read_class_gt(i) for i in ids)
+    r = evaluate_masks(preds, gts, ids, voc.num_labels)
     log.info("eval_sem_seg: bg fp %.4f fn %.4f; fg mean fp %.4f fn %.4f", r["fp_bg"], r["fn_bg"], r["fp_fg_mean"],
              r["fn_fg_mean"])
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)

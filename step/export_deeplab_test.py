@@ -13,12 +13,11 @@ import numpy as np
 import torch
 
 from misc.distributed import barrier, is_main_process
-from misc.imutils import voc_palette
 from misc.paths import deeplab_server_dir, deeplab_test_archive
 from misc.results import atomic_write, save_png
 from misc.runner import device_workers, run_per_image
 from misc.torchutils import autocast
-from voc12.dataloader import open_voc
+from dataset.facts import open_dataset
 from voc12.inference import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,11 @@ class TestExportTask(DeepLabLogitsTask):
         if self.args.deeplab_crf:
             probs = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.args.deeplab_crf_guide == "original"),
                                           probs)
-        save_png(self.output_path(img_id), np.argmax(probs, 0).astype(np.uint8), palette=voc_palette())
+        save_png(self.output_path(img_id), np.argmax(probs, 0).astype(np.uint8), palette=self.voc.palette())
 
 
 def run(args) -> Path | None:
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    voc = open_dataset(args)
     try:
         ids = voc.ids(args.test_list)
     except ValueError:

@@ -21,7 +21,8 @@ from misc.paths import cam_path, cam_vit_weights
 from misc.results import save_npz
 from misc.runner import PerImageTask, device_workers, run_per_image
 from net.deit_cam import fuse_flip_pair
-from voc12.dataloader import multiscale_flip_inputs, open_voc, read_image
+from dataset.facts import open_dataset
+from voc12.dataloader import multiscale_flip_inputs, read_image
 
 log = logging.getLogger(__name__)
 CAM_STRIDE = 4
@@ -80,7 +81,7 @@ class MakeCamTask(PerImageTask):
         from misc.fingerprint import identity
 
         a = self.args
-        return {"voc12_root": str(self.voc.root), "weights": identity(cam_vit_weights(a)), "vit": vit_kwargs(a),
+        return {**self.voc.config_entry(), "weights": identity(cam_vit_weights(a)), "vit": vit_kwargs(a),
                 "scales": list(a.cam_scales), "amp": a.amp}
 
     def setup(self, device: torch.device) -> None:
@@ -99,7 +100,7 @@ class MakeCamTask(PerImageTask):
 
 
 def run(args) -> None:
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    voc = open_dataset(args)
     ids = voc.check_ids(voc.ids(args.train_list), args.train_list)
     task = MakeCamTask(args, voc)
     run_per_image(task, ids, overwrite=args.overwrite, shard=args.shard, **device_workers(args))

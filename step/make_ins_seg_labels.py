@@ -10,7 +10,7 @@ import torch
 from misc.instances import ins_seg_from_cams
 from misc.results import save_npz
 from misc.runner import device_workers, run_per_image
-from voc12.dataloader import open_voc
+from dataset.facts import open_dataset
 from voc12.inference import WALK_RADIUS, IRNetTask
 
 
@@ -33,6 +33,6 @@ class InsSegTask(IRNetTask):
 
 
 def run(args) -> None:
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    voc = open_dataset(args)
     run_per_image(InsSegTask(args, voc, args.ins_seg_out_dir), voc.ids(args.infer_list), overwrite=args.overwrite,
                   shard=args.shard, **device_workers(args))

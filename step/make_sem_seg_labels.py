@@ -2,7 +2,7 @@
 
 IRNet's boundary map turns the stride-4 CAMs into a transition matrix; 2**exp_times walk steps (computed as banded
 propagation on the device, not by squaring a dense N×N matrix), ×4 upsampling, global max normalisation, background
-``--sem_seg_bg_thres``, argmax. Output: ``<sem_seg_out_dir>/<id>.png`` (class indices 0..20, VOC palette).
+``--sem_seg_bg_thres``, argmax. Output: ``<sem_seg_out_dir>/<id>.png`` (class indices 0..C: 20 on VOC, 80 on COCO; VOC palette).
 """
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 
 import torch
 
-from misc.imutils import voc_palette
 from misc.paths import vis_dir
 from misc.random_walk import sem_seg_from_cams
 from misc.results import save_png
 from misc.runner import device_workers, run_per_image
-from voc12.dataloader import open_voc
+from dataset.facts import open_dataset
 from voc12.inference import WALK_RADIUS, IRNetTask
 
 
@@ -32,7 +31,7 @@ class SemSegTask(IRNetTask):
         label = sem_seg_from_cams(torch.from_numpy(cam["cam"]).to(self.device), cam["keys"], edge, img.shape[:2],
                                   beta=self.args.beta, exp_times=self.args.exp_times, radius=WALK_RADIUS,
                                   bg_thres=self.args.sem_seg_bg_thres)
-        save_png(self.output_path(img_id), label, palette=voc_palette())
+        save_png(self.output_path(img_id), label, palette=self.voc.palette())
 
 
 def mask_ids(args, voc) -> list[str]:
@@ -48,7 +47,7 @@ def mask_ids(args, voc) -> list[str]:
 def run(args) -> None:
     from misc.distributed import barrier, is_main_process
 
-    voc = open_voc(args.voc12_root, args.list_cache_dir)
+    voc = open_dataset(args)
     ids = mask_ids(args, voc)
     run_per_image(SemSegTask(args, voc, args.sem_seg_out_dir), ids, overwrite=args.overwrite, shard=args.shard,
                   **device_workers(args))

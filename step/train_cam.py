@@ -26,7 +26,8 @@ from misc.models import build_cam_cnn, build_cam_vit, vit_kwargs
 from misc.torchutils import PolyAdamW, PolySGD, gap2d
 from misc.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
-from voc12.dataloader import VOC12ClassificationDataset, open_voc
+from dataset.facts import open_dataset
+from voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ class TrainCamJob(TrainJob):
 
     def config(self) -> dict:
         a = self.args
-        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        voc = open_dataset(a)
         return {
-            "voc12_root": str(voc.root), "train_ids": ids_digest(voc.ids(a.train_list)), "seed": a.seed,
+            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.train_list)), "seed": a.seed,
             "crop": a.cam_crop_size, "resize_long": list(a.cam_resize_long), "batch": a.cam_batch_size,
             "epochs": a.cam_num_epoches, "lr": a.cam_learning_rate, "weight_decay": a.cam_weight_decay,
             "optimizer": a.cam_optimizer, "head_lr_mult": a.cam_head_lr_mult, "momentum": a.cam_momentum,
@@ -78,13 +79,14 @@ class TrainCamJob(TrainJob):
 
     def setup(self, ctx: DistContext) -> None:
         a, device = self.args, ctx.device
-        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        voc = open_dataset(a)
         train_ids = voc.check_ids(voc.ids(a.train_list), a.train_list)
         val_ids = voc.check_ids(voc.ids(a.val_list), a.val_list)
         self.crop = a.cam_crop_size
         self.dataset = VOC12ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(a.cam_resize_long),
-                                                  hor_flip=True, crop_size=self.crop, crop_method="random")
-        val_ds = VOC12ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=self.crop)
+                                                  hor_flip=True, crop_size=self.crop, crop_method="random",
+                                                  image_path=voc.image_path)
+        val_ds = VOC12ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=self.crop, image_path=voc.image_path)
         self.val_loader = make_loader(val_ds, a.cam_batch_size, ctx, flag="--cam_batch_size", train=False,
                                       num_workers=a.num_workers)
         self.global_batch, self.micro_batch = a.cam_batch_size, None

@@ -21,16 +21,17 @@ from misc.fingerprint import identity, ids_digest, source_identity
 from misc.models import build_deeplab, deeplab_arch
 from misc.paths import deeplab_checkpoint, label_png
 from misc.training import TrainJob, autocast, run_training
-from voc12.dataloader import open_voc
+from dataset.facts import open_dataset
+from voc12.dataloader import GT_FOLDERS
 
 log = logging.getLogger(__name__)
-GT_FOLDERS = ("SegmentationClass", "SegmentationClassAug", "SegmentationClassRaw", "SegmentationObject")
 
 
-def check_not_ground_truth(label_dir: str | Path, voc_root: str | Path, allow: bool) -> None:
-    """Refuse to train a *weakly supervised* model on a ground-truth folder (an easy, number-inflating mistake)."""
+def check_not_ground_truth(label_dir: str | Path, gt_folders: list[Path], allow: bool) -> None:
+    """Refuse to train a *weakly supervised* model on a ground-truth folder (an easy, number-inflating mistake):
+    one named like VOC's, or one of the dataset's ``gt_folders`` (VOC's, or COCO's mask folder)."""
     label_dir = Path(label_dir).resolve()
-    is_gt = label_dir.name in GT_FOLDERS or any(label_dir == (Path(voc_root) / g).resolve() for g in GT_FOLDERS)
+    is_gt = label_dir.name in GT_FOLDERS or any(label_dir == Path(g).resolve() for g in gt_folders)
     if is_gt and not allow:
         raise ValueError(f"--deeplab_label_dir {label_dir} is a ground-truth folder: training on it is not weakly "
                          "supervised. Train on the pseudo masks (default: --sem_seg_out_dir), or pass "
@@ -46,9 +47,9 @@ class TrainDeepLabJob(TrainJob):
 
     def config(self) -> dict:
         a = self.args
-        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        voc = open_dataset(a)
         return {
-            "voc12_root": str(voc.root), "train_ids": ids_digest(voc.ids(a.deeplab_train_list)),
+            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.deeplab_train_list)),
             "labels": identity(a.deeplab_label_dir), "seed": a.seed, "arch": deeplab_arch(a),
             "iters": a.deeplab_iters, "batch": a.deeplab_batch_size, "iter_size": a.deeplab_iter_size,
             "lr": a.deeplab_lr, "momentum": a.deeplab_momentum, "weight_decay": a.deeplab_weight_decay,
@@ -67,8 +68,8 @@ class TrainDeepLabJob(TrainJob):
 
         a, device = self.args, ctx.device
         self.device, self.ctx = device, ctx
-        voc = open_voc(a.voc12_root, a.list_cache_dir)
-        check_not_ground_truth(a.deeplab_label_dir, voc.root, a.allow_gt_training)
+        voc = open_dataset(a)
+        check_not_ground_truth(a.deeplab_label_dir, voc.gt_folders(), a.allow_gt_training)
         ids = voc.ids(a.deeplab_train_list)
         label_dir = Path(a.deeplab_label_dir)
         missing = [i for i in ids if not label_png(label_dir, i).is_file()]
@@ -76,7 +77,8 @@ class TrainDeepLabJob(TrainJob):
             raise FileNotFoundError(f"train_deeplab: {len(missing)} of {len(ids)} masks of --deeplab_train_list "
                                     f"{a.deeplab_train_list} missing in {label_dir} (e.g. {missing[0]!r}); run "
                                     "make_sem_seg_labels (it writes masks for --infer_list and --deeplab_train_list)")
-        self.dataset = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=a.deeplab_crop_size)
+        self.dataset = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=a.deeplab_crop_size,
+                                             image_path=voc.image_path, num_labels=voc.num_labels)
         self.dataset.scales = tuple(a.deeplab_scales)
         self.global_batch = a.deeplab_batch_size * a.deeplab_iter_size
         self.micro_batch = a.deeplab_batch_size
@@ -84,6 +86,10 @@ class TrainDeepLabJob(TrainJob):
         self.checkpoint_every = a.deeplab_checkpoint_every
         model = build_deeplab(a)
         if not a.no_pretrained:
+            if voc.name == "coco" and a.deeplab_init and "coco" in Path(a.deeplab_init).name.lower():
+                log.warning("train_deeplab: --deeplab_init %s looks like a COCO-pretrained init: it was trained "
+                            "with COCO's masks, so a COCO result from it is not weakly supervised (use an ImageNet "
+                            "init, the default)", a.deeplab_init)
             kind = load_backbone_init(model, a.deeplab_init, depth=a.deeplab_depth, flag="--deeplab_init")
             log.info("train_deeplab: backbone init %s", kind)
         self.model = model.to(device).train()

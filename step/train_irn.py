@@ -21,7 +21,8 @@ from misc.indexing import PathIndex, affinity_labels_batch
 from misc.models import build_irn
 from misc.torchutils import PolySGD
 from misc.training import TrainJob, autocast, run_training
-from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset, open_voc
+from dataset.facts import open_dataset
+from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset
 
 log = logging.getLogger(__name__)
 TRAIN_RADIUS = 10
@@ -48,9 +49,9 @@ class TrainIrnJob(TrainJob):
 
     def config(self) -> dict:
         a = self.args
-        voc = open_voc(a.voc12_root, a.list_cache_dir)
+        voc = open_dataset(a)
         return {
-            "voc12_root": str(voc.root), "train_ids": ids_digest(voc.ids(a.train_list)),
+            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.train_list)),
             "infer_ids": ids_digest(voc.ids(a.infer_list)), "ir_labels": identity(a.ir_label_out_dir),
             "seed": a.seed, "depth": a.irn_backbone_depth, "width": a.irn_backbone_width, "crop": a.irn_crop_size, "batch": a.irn_batch_size,
             "epochs": a.irn_num_epoches, "lr": a.irn_learning_rate, "weight_decay": a.irn_weight_decay,
@@ -65,7 +66,7 @@ class TrainIrnJob(TrainJob):
     def setup(self, ctx: DistContext) -> None:
         a, device = self.args, ctx.device
         self.device, self.ctx = device, ctx
-        self.voc = open_voc(a.voc12_root, a.list_cache_dir)
+        self.voc = open_dataset(a)
         crop = a.irn_crop_size
         feat = crop // 4
         path_index = PathIndex(radius=TRAIN_RADIUS, default_size=(feat, feat))
@@ -73,7 +74,8 @@ class TrainIrnJob(TrainJob):
         self.dst = torch.as_tensor(path_index.dst_indices, device=device)
         ids = self.voc.ids(a.train_list)
         self.dataset = VOC12AffinityDataset(ids, a.ir_label_out_dir, crop, self.voc.root, hor_flip=True,
-                                            crop_method="random", rescale=(0.5, 1.5))
+                                            crop_method="random", rescale=(0.5, 1.5), image_path=self.voc.image_path,
+                                            num_labels=self.voc.num_labels)
         self.global_batch, self.micro_batch = a.irn_batch_size, None
         self.total_updates = (len(ids) // a.irn_batch_size) * a.irn_num_epoches
         self.model = build_irn(a, path_index).to(device).train()
@@ -90,7 +92,8 @@ class TrainIrnJob(TrainJob):
         from net.resnet50_irn import irn_total_loss
 
         img = batch["img"].to(self.device, non_blocking=True)
-        targets = affinity_labels_batch(batch["label_reduced"].to(self.device, non_blocking=True), self.src, self.dst)
+        targets = affinity_labels_batch(batch["label_reduced"].to(self.device, non_blocking=True), self.src, self.dst,
+                                        self.voc.num_labels)
         with autocast(self.device, self.args.amp):
             terms = self.nets["model"](img, True)
         losses = irn_total_loss(*[t.float() for t in terms], *targets)
@@ -100,7 +103,7 @@ class TrainIrnJob(TrainJob):
     def finish(self, ctx: DistContext) -> None:
         a = self.args
         infer_ds = VOC12ImageDataset(self.voc.ids(a.infer_list), self.voc.root, crop_size=a.irn_crop_size,
-                                     crop_method="top_left")
+                                     crop_method="top_left", image_path=self.voc.image_path)
         # the original drops the last incomplete batch; with fewer images than a batch, keep them all
         infer_loader = make_loader(infer_ds, a.irn_batch_size, ctx, flag="--irn_batch_size", train=False,
                                    num_workers=a.num_workers, drop_last=len(infer_ds) >= a.irn_batch_size)

@@ -12,7 +12,7 @@ import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from misc import imutils
 from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
+from misc.imutils import voc_palette
 from misc.results import atomic_write
 from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
 
@@ -33,6 +34,7 @@ IGNORE = 255
 SPLITS = ("train", "val", "train_aug", "test", "trainval")
 CACHE_VERSION = 2  # 2: the cache carries the signature of the files it was built from (``source``)
 INDEX_FOLDERS = ("SegmentationClassAug", "SegmentationClass", "Annotations")  # what the lists / labels are read from
+GT_FOLDERS = ("SegmentationClass", "SegmentationClassAug", "SegmentationClassRaw", "SegmentationObject")
 
 GET_VOC = (
     "Get PASCAL VOC 2012 (VOCtrainval_11-May-2012.tar) from the official site and pass its VOC2012 folder "
@@ -134,6 +136,19 @@ class VOCIndex:
     splits: dict[str, list[str]]
     labels: dict[str, np.ndarray] = field(repr=False)
 
+    # the dataset facts every step reads through ``dataset.facts`` (the same names on :class:`coco.dataset.COCOIndex`)
+    name = "voc"
+    num_classes = NUM_CLASSES
+    num_labels = NUM_LABELS
+    class_names = VOC_CLASS_NAMES
+
+    def config_entry(self) -> dict:
+        """What of the dataset shapes a step's outputs (an entry of their fingerprints)."""
+        return {"voc12_root": str(self.root)}
+
+    def palette(self) -> list[int]:
+        return voc_palette()
+
     def ids(self, list_arg: str) -> list[str]:
         """Ids for a ``--*_list`` value: an existing list file, or a split name (``train_aug`` or ``voc12/train_aug.txt``)."""
         if os.path.isfile(list_arg):
@@ -175,6 +190,23 @@ class VOCIndex:
     def class_gt_path(self, img_id: str) -> Path:
         """The semantic ground truth ``SegmentationClass/<id>.png``."""
         return class_gt_path(self.root, img_id)
+
+    def has_class_gt(self, img_id: str) -> bool:
+        return class_gt_path(self.root, img_id).is_file()
+
+    def read_class_gt(self, img_id: str) -> np.ndarray:
+        """(H, W) uint8 semantic ground truth, values 0..20 or 255 (checked, errors name the file)."""
+        return read_label_png(class_gt_path(self.root, img_id), NUM_LABELS)
+
+    def gt_instances(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(masks (R, H, W) bool, labels (R,) int32 0-based) from SegmentationObject + SegmentationClass."""
+        from misc.instance_ap import read_voc_instances
+
+        return read_voc_instances(object_gt_path(self.root, img_id), class_gt_path(self.root, img_id))
+
+    def gt_folders(self) -> list[Path]:
+        """Folders of ground truth (train_deeplab refuses to train on them)."""
+        return [self.root / g for g in GT_FOLDERS]
 
 
 def missing_labels_message(ids: Sequence[str], root: Path, list_arg: str | None) -> str:
@@ -352,9 +384,11 @@ class VOC12ImageDataset(Dataset):
         crop_size: int | None = None,
         crop_method: str | None = None,
         to_torch: bool = True,
+        image_path: Callable[[str], Path] | None = None,
     ) -> None:
         self.ids = list(ids)
         self.root = Path(voc12_root)
+        self.image_path = image_path  # the dataset's image of an id (COCO); None: <root>/JPEGImages/<id>.jpg
         self.resize_long, self.rescale = resize_long, rescale
         self.img_normal, self.hor_flip = img_normal, hor_flip
         self.crop_size, self.crop_method, self.to_torch = crop_size, crop_method, to_torch
@@ -364,7 +398,8 @@ class VOC12ImageDataset(Dataset):
 
     def load(self, idx: int) -> tuple[str, np.ndarray]:
         img_id = self.ids[idx]
-        return img_id, read_image(self.root / "JPEGImages" / f"{img_id}.jpg", img_id)
+        path = self.image_path(img_id) if self.image_path else self.root / "JPEGImages" / f"{img_id}.jpg"
+        return img_id, read_image(path, img_id)
 
     def transform(self, img: np.ndarray) -> np.ndarray:
         if self.resize_long:
@@ -390,7 +425,7 @@ class VOC12ImageDataset(Dataset):
 
 
 class VOC12ClassificationDataset(VOC12ImageDataset):
-    """Adds ``label``: the (20,) multi-hot float tensor."""
+    """Adds ``label``: the (C,) multi-hot float tensor (C = 20 on VOC, 80 on COCO)."""
 
     def __init__(self, ids: Sequence[str], voc12_root, labels: dict[str, np.ndarray], **kw) -> None:
         super().__init__(ids, voc12_root, **kw)
@@ -421,19 +456,23 @@ class VOC12SegmentationDataset(Dataset):
         img_normal=TorchvisionNormalize(),
         hor_flip: bool = False,
         crop_method: str = "random",
+        image_path: Callable[[str], Path] | None = None,
+        num_labels: int = NUM_LABELS,
     ) -> None:
         self.ids, self.label_dir, self.root = list(ids), Path(label_dir), Path(voc12_root)
         self.crop_size, self.rescale, self.img_normal = crop_size, rescale, img_normal
         self.hor_flip, self.crop_method = hor_flip, crop_method
+        self.image_path, self.num_labels = image_path, num_labels  # COCO: its image paths and 81 labels
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, idx: int) -> dict:
         img_id = self.ids[idx]
-        img_path, label_path = self.root / "JPEGImages" / f"{img_id}.jpg", self.label_dir / f"{img_id}.png"
+        img_path = self.image_path(img_id) if self.image_path else self.root / "JPEGImages" / f"{img_id}.jpg"
+        label_path = self.label_dir / f"{img_id}.png"
         img = read_image(img_path, img_id)
-        label = read_label_png(label_path)
+        label = read_label_png(label_path, self.num_labels)
         check_same_size(img_id, label, label_path, img.shape, img_path)
         if self.rescale:
             img, label = imutils.random_scale((img, label), self.rescale, (3, 0))

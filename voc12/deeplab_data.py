@@ -19,7 +19,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -48,11 +48,12 @@ def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
-    """Class-index map (H, W) int32 of a label PNG (palette indices, as ``np.asarray(Image.open(p), int32)``)."""
-    from voc12.dataloader import read_label_png
+def read_label(path: str | os.PathLike, num_labels: int | None = None) -> np.ndarray:
+    """Class-index map (H, W) int32 of a label PNG (palette indices, as ``np.asarray(Image.open(p), int32)``);
+    the mode and the values (0..num_labels-1 or 255; default VOC's 0..20) are checked."""
+    from voc12.dataloader import NUM_LABELS, read_label_png
 
-    return read_label_png(path).astype(np.int32)  # checks the mode and the values (0..20, 255)
+    return read_label_png(path, num_labels or NUM_LABELS).astype(np.int32)
 
 
 def subtract_mean(image_bgr: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np.ndarray:
@@ -89,7 +90,8 @@ def pad_image_label_with_mean_and_ignore(image: np.ndarray, label: np.ndarray, c
 
 
 class DeepLabDataset(Dataset):
-    """VOC images ``<voc_root>/JPEGImages/<id>.jpg`` + optional labels ``<label_dir>/<id>.png``.
+    """VOC images ``<voc_root>/JPEGImages/<id>.jpg`` (or ``image_path(id)``, e.g. COCO's) + optional labels
+    ``<label_dir>/<id>.png`` with values below ``num_labels`` (default VOC's 21) or 255.
 
     ``augment=True`` is the training pipeline of the module docstring (needs ``label_dir``); ``augment=False``
     gives the full image (val/test) with the label when ``label_dir`` is given. ``rng``: a ``random.Random``
@@ -99,7 +101,8 @@ class DeepLabDataset(Dataset):
     def __init__(self, ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike | None = None,
                  *, augment: bool = False, crop_size: int = CROP_SIZE, scales: Sequence[float] = TRAIN_SCALES,
                  flip: bool = True, mean_bgr: Sequence[float] = MEAN_BGR, ignore_label: int = IGNORE_LABEL,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, image_path: Callable[[str], Path] | None = None,
+                 num_labels: int | None = None) -> None:
         if augment and label_dir is None:
             raise ValueError("the DeepLab training dataset needs a label folder (label_dir)")
         self.ids = [str(i) for i in ids]
@@ -108,6 +111,10 @@ class DeepLabDataset(Dataset):
         self.augment, self.crop_size, self.scales, self.flip = augment, int(crop_size), tuple(scales), flip
         self.mean_bgr, self.ignore_label = tuple(float(m) for m in mean_bgr), ignore_label
         self.rng = rng
+        self.image_path, self.num_labels = image_path, num_labels
+
+    def _image_file(self, img_id: str) -> Path:
+        return self.image_path(img_id) if self.image_path else self.voc_root / "JPEGImages" / f"{img_id}.jpg"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,13 +139,12 @@ class DeepLabDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         img_id = self.ids[idx]
-        image = read_image_bgr(self.voc_root / "JPEGImages" / f"{img_id}.jpg")
-        label = read_label(self.label_dir / f"{img_id}.png") if self.label_dir is not None else None
+        image = read_image_bgr(self._image_file(img_id))
+        label = read_label(self.label_dir / f"{img_id}.png", self.num_labels) if self.label_dir is not None else None
         if label is not None:
             from voc12.dataloader import check_same_size
 
-            check_same_size(img_id, label, self.label_dir / f"{img_id}.png", image.shape,
-                            self.voc_root / "JPEGImages" / f"{img_id}.jpg")
+            check_same_size(img_id, label, self.label_dir / f"{img_id}.png", image.shape, self._image_file(img_id))
         if self.augment:
             image, label = self.augmentation(image, label)
         item = {"name": img_id,
@@ -149,9 +155,12 @@ class DeepLabDataset(Dataset):
 
 
 def deeplab_train_dataset(ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike,
-                          crop_size: int = CROP_SIZE, rng: random.Random | None = None) -> DeepLabDataset:
+                          crop_size: int = CROP_SIZE, rng: random.Random | None = None, *,
+                          image_path: Callable[[str], Path] | None = None,
+                          num_labels: int | None = None) -> DeepLabDataset:
     """Training set (docs/deeplab.md#data-and-augmentation): discrete scales {0.5..1.5}, pad, random ``crop_size`` crop, hflip."""
-    return DeepLabDataset(ids, voc_root, label_dir, augment=True, crop_size=crop_size, rng=rng)
+    return DeepLabDataset(ids, voc_root, label_dir, augment=True, crop_size=crop_size, rng=rng, image_path=image_path,
+                          num_labels=num_labels)
 
 
 def deeplab_eval_dataset(ids: Sequence[str], voc_root: str | os.PathLike,

@@ -1,4 +1,5 @@
-"""Per-image tasks on VOC images that two steps share (docs/architecture.md): they live here, not in a step.
+"""Per-image tasks that two steps share (docs/architecture.md): they live here, not in a step. They take the
+dataset's index (``voc``: a VOC or COCO index of :mod:`dataset.facts`) and read images through it.
 
 - :class:`IRNetTask`: image + CAMs in, IRNet's (edge, displacement) on the device; make_sem_seg_labels and
   make_ins_seg_labels subclass it.
@@ -41,7 +42,7 @@ class IRNetTask(PerImageTask):
 
     def config(self) -> dict:
         a = self.args
-        return {"voc12_root": str(self.voc.root), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
+        return {**self.voc.config_entry(), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
                 "irn_depth": a.irn_backbone_depth, "irn_width": a.irn_backbone_width, "irn_crop": a.irn_crop_size,
                 "beta": a.beta,
                 "exp_times": a.exp_times, "amp": a.amp, **self.own_config()}
@@ -67,7 +68,7 @@ class IRNetTask(PerImageTask):
 
 
 class DeepLabLogitsTask(PerImageTask):
-    """Stride-8 MSC-max logits (21, h, w) float32 of one image."""
+    """Stride-8 MSC-max logits (C + 1, h, w) float32 of one image (21 on VOC, 81 on COCO)."""
 
     name = "deeplab_logits"
     output_keys = ("logits", "size")
@@ -79,7 +80,7 @@ class DeepLabLogitsTask(PerImageTask):
         return per_image(self.out_dir, img_id, self.suffix)
 
     def config(self) -> dict:
-        return {"voc12_root": str(self.voc.root), "weights": identity(self.args.deeplab_weights_name),
+        return {**self.voc.config_entry(), "weights": identity(self.args.deeplab_weights_name),
                 "arch": deeplab_arch(self.args), "amp": self.args.amp, **self.own_config()}
 
     def own_config(self) -> dict:
@@ -103,7 +104,7 @@ class DeepLabLogitsTask(PerImageTask):
 
 
 def probs_from_logits(logits_npz: dict) -> np.ndarray:
-    """Softmax of the logits bilinearly resized to the image size (21, H, W)."""
+    """Softmax of the logits bilinearly resized to the image size (C + 1, H, W)."""
     from misc.deeplab_utils import logits_to_probs
 
     return logits_to_probs(logits_npz["logits"], tuple(int(v) for v in logits_npz["size"]))

@@ -1,4 +1,5 @@
-"""The VOC pictures of the steps: CAM overlays (eval_cam) and label-map panels (make_sem_seg_labels, eval_deeplab)."""
+"""The pictures of the steps: CAM overlays (eval_cam) and label-map panels (make_sem_seg_labels, eval_deeplab); ``voc``
+is the dataset's index (VOC or COCO, :mod:`dataset.facts`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,8 @@ def save_label_panels(voc, ids: Sequence[str], label_dirs: Sequence[str | Path],
         for d in label_dirs:
             p = label_png(d, img_id)
             if p.is_file():
-                panels.append(colorize_label(read_label_png(p)))
-        gt_path = voc.class_gt_path(img_id)
-        if gt and gt_path.is_file():
-            panels.append(colorize_label(read_label_png(gt_path)))
+                panels.append(colorize_label(read_label_png(p, voc.num_labels)))
+        if gt and voc.has_class_gt(img_id):
+            panels.append(colorize_label(voc.read_class_gt(img_id)))
         if len(panels) > 1:
             save_rgb(label_png(out_dir, img_id), hstack(panels))

@@ -1,0 +1,92 @@
+"""End to end on the synthetic COCO set (tiny preset, random weights): every VOC step with 81 labels, the instance
+steps, the category map, the GT masks, projected times, and a rerun that skips finished work."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import run_sample
+from misc.results import load_npz
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("coco_e2e")
+    argv = ["--dataset", "coco", "--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu",
+            "--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true"]
+    assert run_sample.main(argv) == 0
+    from coco.dataset import open_coco
+
+    return work, argv, open_coco(work / "data" / "demo_coco", work / "result")
+
+
+def test_lists_categories_and_ground_truth(coco_run):
+    work, _, index = coco_run
+    data = json.loads((work / "data" / "demo_coco" / "annotations" / "instances_train2014.json").read_text())
+    annotated = {im["id"] for im in data["images"]} & {a["image_id"] for a in data["annotations"]}
+    assert len(index.ids("train")) == len(annotated) == len(data["images"]) - 1  # the empty image is left out
+    cmap = json.loads((work / "result" / "coco_categories.json").read_text())["categories"]
+    assert len(cmap) == 80 and cmap[0] == {"label": 1, "id": 1, "name": "person", "supercategory": ""}
+    assert cmap[-1]["id"] == 90
+    masks = sorted(p.stem for p in (work / "result" / "coco_gt_masks").glob("*.png"))
+    assert masks == sorted(index.ids("train") + index.ids("val"))  # built by the evaluations, one per scored image
+    config = json.loads((work / "result" / "config.json").read_text())
+    assert config["num_classes"] == 80 and config["dataset"] == "coco"
+
+
+def test_per_image_outputs_use_80_classes(coco_run):
+    work, _, index = coco_run
+    for img_id in index.ids("train"):
+        label = index.label(img_id)
+        keys = np.nonzero(label)[0]
+        cam = load_npz(work / "result" / "cam" / f"{img_id}.npz")
+        assert cam["keys"].tolist() == keys.tolist() and cam["high_res"].shape[1:] == index.image_size(img_id)
+        allowed = {0} | {int(k) + 1 for k in keys}
+        ir = np.asarray(Image.open(work / "result" / "ir_label" / f"{img_id}.png"))
+        assert set(np.unique(ir).tolist()) <= allowed | {255}
+        sem = Image.open(work / "result" / "sem_seg" / f"{img_id}.png")
+        assert sem.mode == "P" and set(np.unique(np.asarray(sem)).tolist()) <= allowed
+        ins = load_npz(work / "result" / "ins_seg" / f"{img_id}.npz")
+        assert set(ins["class"].tolist()) <= set(keys.tolist())
+        assert ins["mask"].shape[1:] == index.image_size(img_id)
+    assert max(int(k) for i in index.ids("train") for k in np.nonzero(index.label(i))[0]) > 20  # beyond VOC's range
+
+
+def test_metrics_models_and_projections(coco_run):
+    work, argv, index = coco_run
+    m = json.loads((work / "result" / "metrics.json").read_text())
+    for key in ("eval_cam", "eval_sem_seg"):
+        assert 0.0 <= m[key]["miou"] <= 1.0 and len(m[key]["iou"]) <= 81
+        assert m[key]["num_images"] == len(index.ids("train"))
+    # chainercv's confusion grows to the largest label seen (tv = label 62 here) and is cut to the 81 labels
+    assert 21 < len(m["eval_sem_seg"]["iou"]) <= 81 and 21 < len(m["eval_cam"]["iou"]) <= 81
+    assert "map_0.5" in m["eval_ins_seg"] and set(m["eval_ins_seg"]["ap_0.5"]) <= set(index.class_names)
+    for variant in ("no_crf", "crf"):
+        assert 0.0 <= m["eval_deeplab"][variant]["Mean IoU"] <= 1.0
+        assert len(m["eval_deeplab"][variant]["Class IoU"]) == 81
+    assert m["eval_deeplab"]["num_images"] == len(index.ids("val"))
+    args = run_sample.parse_args(argv)
+    state = torch.load(args.deeplab_weights_name, weights_only=True)
+    assert {v.shape[0] for k, v in state.items() if "aspp" in k and k.endswith("weight")} == {81}
+    assert torch.load(args.cam2_weights_name, weights_only=True)["head.weight"].shape[0] == 80
+    lines = (work / "sample_train_eval.log").read_text().splitlines()
+    for step in ("train_cam", "make_cam", "cam_to_ir_label", "train_irn", "make_sem_seg_labels", "eval_sem_seg"):
+        assert any(f" {step}: " in line and "projected time for" in line for line in lines), step
+    log = "\n".join(lines)
+    assert "step.export_deeplab_test" not in log  # off for COCO (no test masks)
+
+
+def test_rerun_skips_finished_work(coco_run):
+    work, argv, _ = coco_run
+    n_runs = (work / "sample_train_eval.log").read_text().count("crt run ")
+    assert run_sample.main(argv) == 0
+    log = (work / "sample_train_eval.log").read_text().split("crt run ")[n_runs + 1]
+    for step in ("train_cam", "train_irn", "train_deeplab"):
+        assert f"{step}: up to date" in log
+    for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels", "make_ins_seg_labels"):
+        assert f"{step}: 0 processed" in log
+    assert "reading" not in log or "instances_train2014.json (once" not in log  # the index came from its cache
