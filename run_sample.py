@@ -127,9 +127,9 @@ PRESETS: dict[str, dict] = {
 # Overrides of a preset for one dataset, applied after the preset.
 PRESET_DATASET_OVERRIDES: dict[tuple[str, str], dict] = {
     # The COCO demo: 360 train / 60 val synthetic images of 12 categories (in an 80-category file); the instance
-    # steps run too.
+    # steps and their COCO-JSON export run too.
     ("demo", "coco"): dict(demo_num_train=360, demo_num_val=60, coco_demo_categories=12,
-                           make_ins_seg_pass=True, eval_ins_seg_pass=True),
+                           make_ins_seg_pass=True, eval_ins_seg_pass=True, make_cocoann_pass=True),
     ("tiny", "coco"): dict(coco_demo_categories=6),
 }
 

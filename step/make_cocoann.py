@@ -55,7 +55,9 @@ def dataset_facts(args) -> DatasetFacts:
     """The dataset facts of ``--dataset`` (the one dispatch on it in this step; add a dataset here)."""
     if args.dataset == "voc":
         return _voc_facts(args)
-    raise FlagValueError(f"--dataset {args.dataset}: make_cocoann knows the datasets voc; switch it off with "
+    if args.dataset == "coco":
+        return _coco_facts(args)
+    raise FlagValueError(f"--dataset {args.dataset}: make_cocoann knows the datasets voc and coco; switch it off with "
                          "--make_cocoann_pass false")
 
 
@@ -99,6 +101,31 @@ def _voc_facts(args) -> DatasetFacts:
         return voc_ground_truth(images, obj, cls, categories, description=f"VOC instances of {args.chainer_eval_set}")
 
     return DatasetFacts(ids=voc.ids, records=records, ground_truth=ground_truth)
+
+
+# ----------------------------------------------------------------------------------------------------------- COCO
+def _coco_facts(args) -> DatasetFacts:
+    from coco.dataset import open_coco
+
+    index = open_coco(args.coco_root, args.list_cache_dir, getattr(args, "coco_mask_dir", None))
+
+    def records(ids: Sequence[str]) -> Records:
+        """The official image ids and sizes (from the annotation files) and the official category ids: label c
+        (0-based) → the id of contiguous category c + 1."""
+        to_official = index.label_to_category_id()
+        return index.image_records(ids), index.category_records(), {c - 1: i for c, i in to_official.items()}
+
+    def ground_truth(ids: Sequence[str], images: list[dict], categories: list[dict]) -> dict | None:
+        """The official instance annotations of ``ids`` as they are (crowd regions stay crowd for COCOeval)."""
+        anns = []
+        for img_id, im in zip(ids, images, strict=True):
+            for a in index.annotations(img_id):
+                anns.append({"id": int(a["id"]), "image_id": int(im["id"]), "category_id": int(a["category_id"]),
+                             "segmentation": a["segmentation"], "area": float(a["area"]), "bbox": list(a["bbox"]),
+                             "iscrowd": int(a.get("iscrowd", 0))})
+        return annotations_file(images, categories, anns, description=f"COCO instances of {args.chainer_eval_set}")
+
+    return DatasetFacts(ids=index.ids, records=records, ground_truth=ground_truth)
 
 
 def _image_size(path: Path, img_id: str) -> tuple[int, int]:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def coco_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("coco_e2e")
     argv = ["--dataset", "coco", "--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu",
-            "--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true"]
+            "--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true"]
     assert run_sample.main(argv) == 0
     from coco.dataset import open_coco
 
@@ -90,3 +90,31 @@ def test_rerun_skips_finished_work(coco_run):
     for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels", "make_ins_seg_labels"):
         assert f"{step}: 0 processed" in log
     assert "reading" not in log or "instances_train2014.json (once" not in log  # the index came from its cache
+
+
+def test_cocoann_exports_official_ids_and_scores_against_the_official_instances(coco_run):
+    """make_cocoann on COCO: real image ids and sizes, official category ids, the official annotations (crowd
+    regions included) as ground truth, and pycocotools' segm AP in metrics.json."""
+    from pycocotools.coco import COCO
+
+    work, argv, index = coco_run
+    args = run_sample.parse_args(argv)
+    from misc.paths import cocoann_annotations, cocoann_ground_truth
+
+    ids = index.ids(args.infer_list)
+    pseudo = COCO(str(cocoann_annotations(args, args.infer_list)))
+    records = {r["id"]: r for r in index.image_records(ids)}
+    assert sorted(pseudo.getImgIds()) == sorted(records)
+    for image_id, im in pseudo.imgs.items():
+        assert (im["width"], im["height"]) == (records[image_id]["width"], records[image_id]["height"])
+    official = {c["id"] for c in index.category_records()}
+    assert {c["id"] for c in pseudo.dataset["categories"]} == official
+    by_stem = {index.image_records([i])[0]["id"]: i for i in ids}
+    for ann in pseudo.dataset["annotations"]:  # each instance's category is one of its image's labels
+        labels = {int(k) + 1 for k in np.nonzero(index.label(by_stem[ann["image_id"]]))[0]}
+        assert ann["category_id"] in {index.label_to_category_id()[k] for k in labels}
+    gt = json.loads(cocoann_ground_truth(args, args.chainer_eval_set).read_text())
+    source = [a for i in index.ids(args.chainer_eval_set) for a in index.annotations(i)]
+    assert len(gt["annotations"]) == len(source) and any(a["iscrowd"] for a in gt["annotations"])
+    m = json.loads((work / "result" / "metrics.json").read_text())["make_cocoann"]
+    assert 0.0 <= m["segm_AP50"] <= 1.0 and m["num_images"] == len(ids)
