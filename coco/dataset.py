@@ -45,6 +45,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from misc.errors import DataError, MissingDataFileError, UserError
+from misc.fingerprint import index_cache_mismatch
 from misc.results import atomic_write, write_json
 
 log = logging.getLogger(__name__)
@@ -586,12 +587,9 @@ def _store_state(cache_dir: Path, splits: Iterable[str]) -> dict[str, int | None
 def _read_cache(cache: Path, root: Path, signature: dict) -> tuple[dict | None, str]:
     try:
         data = json.loads(cache.read_text())
-        if data.get("version") != CACHE_VERSION:
-            return None, f"it has format version {data.get('version')!r}, this code writes {CACHE_VERSION}"
-        if data.get("root") != str(root):
-            return None, f"it was built for {data.get('root')}"
-        if data.get("source") != signature:
-            return None, _signature_changes(data.get("source"), signature)
+        why = index_cache_mismatch(data, CACHE_VERSION, root, signature, _signature_changes)
+        if why:
+            return None, why
         if data.get("store") != _store_state(cache.parent, data["splits"]):
             return None, f"its annotation store {cache.parent / STORE_DIR} is missing or changed"
         return data, ""

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from misc import imutils
 from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
+from misc.fingerprint import index_cache_mismatch
 from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
 from misc.imutils import voc_palette
 from misc.results import atomic_write
@@ -302,12 +303,9 @@ def _read_cache(cache: Path, root: Path, signature: dict) -> tuple[VOCIndex | No
     """The cached index when it is current, else ``(None, why it is not)``."""
     try:
         data = json.loads(cache.read_text())
-        if data.get("version") != CACHE_VERSION:
-            return None, f"it has format version {data.get('version')!r}, this code writes {CACHE_VERSION}"
-        if data.get("root") != str(root):
-            return None, f"it was built for {data.get('root')}"
-        if data.get("source") != signature:
-            return None, _signature_changes(data.get("source"), signature)
+        why = index_cache_mismatch(data, CACHE_VERSION, root, signature, _signature_changes)
+        if why:
+            return None, why
         labels = {k: np.asarray(v, np.float32) for k, v in data["labels"].items()}
         return VOCIndex(root, {k: list(v) for k, v in data["splits"].items()}, labels), ""
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSON / Unicode errors are ValueErrors
