@@ -386,6 +386,13 @@ def _spread(ids: Sequence[str], n: int, numeric: bool = False) -> list[str]:
     return [ids[round(i * (len(ids) - 1) / (n - 1))] for i in range(n)]
 
 
+def _gallery_block(title: str, rows: list[list[str]]) -> list[str]:
+    """A gallery heading and one table per image row; nothing when there are no rows."""
+    if not rows:
+        return []
+    return [f"<h3>{title}</h3>", "\n".join('<table class="gallery"><tr>' + "".join(r) + "</tr></table>" for r in rows)]
+
+
 def _stems(folder: Path | None, suffix: str) -> list[str]:
     if folder is None or not folder.is_dir():
         return []
@@ -442,7 +449,7 @@ def voc_gallery(folder: RunFolder, n: int) -> str:
                 cam = load_npz(cam_file)
                 for key, c in zip(cam["keys"], cam["high_res"]):
                     if c.shape == img.shape[:2]:
-                        row.picture(overlay(img, c), f"CAM: {names[int(key) + 1] if int(key) < 20 else key}")
+                        row.picture(overlay(img, c), f"CAM: {names[int(key) + 1] if int(key) + 1 < len(names) else key}")
             except (OSError, ValueError, KeyError):
                 row.picture(None, "CAM unreadable")
         else:
@@ -452,9 +459,7 @@ def voc_gallery(folder: RunFolder, n: int) -> str:
         row.label(_read_label(class_gt_path(root, img_id)), "ground truth")
         values |= row.values
         rows.append(row.cells)
-    if rows:
-        out.append("<h3>Train images: CAMs, IR labels, pseudo masks</h3>")
-        out.append("\n".join('<table class="gallery"><tr>' + "".join(r) + "</tr></table>" for r in rows))
+    out.extend(_gallery_block("Train images: CAMs, IR labels, pseudo masks", rows))
     dl = folder.path("deeplab_out_dir")
     if dl is not None:
         _, pred_dir, crf_dir = deeplab_val_dirs(SimpleNamespace(deeplab_out_dir=dl))
@@ -469,9 +474,7 @@ def voc_gallery(folder: RunFolder, n: int) -> str:
             row.label(_read_label(class_gt_path(root, img_id)), "ground truth")
             values |= row.values
             rows.append(row.cells)
-        if rows:
-            out.append("<h3>Val images: DeepLab predictions</h3>")
-            out.append("\n".join('<table class="gallery"><tr>' + "".join(r) + "</tr></table>" for r in rows))
+        out.extend(_gallery_block("Val images: DeepLab predictions", rows))
     if not out:
         return R.note("No per-image outputs with ground truth yet (make_cam, make_sem_seg_labels, eval_deeplab).")
     pal = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
