@@ -449,7 +449,8 @@ def voc_gallery(folder: RunFolder, n: int) -> str:
                 cam = load_npz(cam_file)
                 for key, c in zip(cam["keys"], cam["high_res"]):
                     if c.shape == img.shape[:2]:
-                        row.picture(overlay(img, c), f"CAM: {names[int(key) + 1] if int(key) + 1 < len(names) else key}")
+                        name = names[int(key) + 1] if int(key) + 1 < len(names) else key
+                        row.picture(overlay(img, c), f"CAM: {name}")
             except (OSError, ValueError, KeyError):
                 row.picture(None, "CAM unreadable")
         else:
