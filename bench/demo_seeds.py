@@ -3,6 +3,7 @@ spread), checked against the demo's targets.
 
     python bench/demo_seeds.py --seeds 0 1 2 --out /tmp/demo_seeds            # VOC
     python bench/demo_seeds.py --dataset cub --seeds 0 1 2 --out /tmp/demo_seeds
+    python bench/demo_seeds.py --dataset coco --seeds 0 --out /tmp/demo_seeds
     python bench/demo_seeds.py --seeds 0 --repeat --out /tmp/demo_seeds         # seed 0 twice: run-to-run change
 
 Each seed runs ``run_sample.py --demo --seed S`` in its own work dir under ``--out`` (a fresh one: an existing dir
@@ -23,8 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The demo's targets (issue #12): whole VOC demo <= 480 s; seed mIoU >= 0.45; masks >= seeds + 0.03; DeepLab val
 # mIoU with CRF >= 0.8 x masks and no object class at IoU 0; CUB GT-known >= 0.6 and >= whole-image box + 0.3 within
-# 300 s.
-VOC_SECONDS, CUB_SECONDS = 480.0, 300.0
+# 300 s. The COCO demo (issue #15) is held to VOC's quality targets within 10 minutes.
+SECONDS = {"voc": 480.0, "cub": 300.0, "coco": 600.0}
 
 
 def run_demo(dataset: str, seed: int, work: Path, extra: list[str]) -> dict:
@@ -63,23 +64,26 @@ def cub_row(run: dict) -> dict[str, float]:
             "seconds": run["wall"]}
 
 
+def row_of(dataset: str):
+    """The table row maker of ``dataset`` (COCO's pipeline reports what VOC's does)."""
+    return cub_row if dataset == "cub" else voc_row
+
+
 def checks(dataset: str, row: dict[str, float]) -> list[str]:
     """The targets this run misses (empty: all met)."""
     miss = []
-    if dataset == "voc":
-        if row["seconds"] > VOC_SECONDS:
-            miss.append(f"{row['seconds']:.0f} s > {VOC_SECONDS:.0f} s")
+    if row["seconds"] > SECONDS[dataset]:
+        miss.append(f"{row['seconds']:.0f} s > {SECONDS[dataset]:.0f} s")
+    if dataset != "cub":
         if row["seed mIoU"] < 0.45:
             miss.append("seed mIoU < 0.45")
         if row["mask mIoU"] < row["seed mIoU"] + 0.03:
             miss.append("masks < seeds + 0.03")
         if row["DeepLab val mIoU (CRF)"] < 0.8 * row["mask mIoU"]:
             miss.append("DeepLab (CRF) < 0.8 x masks")
-        if row["lowest object-class IoU (CRF)"] <= 0:
+        if row["lowest object-class IoU (CRF)"] < 0.01:  # 0.00 to two digits: a class the model does not find
             miss.append("an object class at IoU 0")
     else:
-        if row["seconds"] > CUB_SECONDS:
-            miss.append(f"{row['seconds']:.0f} s > {CUB_SECONDS:.0f} s")
         if row["GT-known"] < 0.6:
             miss.append("GT-known < 0.6")
         if row["GT-known"] < row["whole-image box GT-known"] + 0.3:
@@ -88,7 +92,7 @@ def checks(dataset: str, row: dict[str, float]) -> list[str]:
 
 
 def markdown(dataset: str, runs: list[dict]) -> str:
-    rows = [voc_row(r) if dataset == "voc" else cub_row(r) for r in runs]
+    rows = [row_of(dataset)(r) for r in runs]
     names = list(rows[0])
     lines = ["| seed | " + " | ".join(names) + " | targets |", "|---" * (len(names) + 2) + "|"]
     for run, row in zip(runs, rows):
@@ -114,7 +118,7 @@ def markdown(dataset: str, runs: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=("voc", "cub"), default="voc")
+    p.add_argument("--dataset", choices=("voc", "cub", "coco"), default="voc")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, required=True, help="a fresh folder; one work dir per seed inside")
     p.add_argument("--repeat", action="store_true", help="run each seed twice and print the largest metric change")
@@ -128,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             repeats.append(run_demo(args.dataset, seed, args.out / f"{args.dataset}_seed{seed}_again", args.extra))
     print(markdown(args.dataset, runs))
     if repeats:
-        row_of = voc_row if args.dataset == "voc" else cub_row
         for first, again in zip(runs, repeats):
-            a, b = row_of(first), row_of(again)
+            a, b = row_of(args.dataset)(first), row_of(args.dataset)(again)
             diff = {k: abs(a[k] - b[k]) for k in a if k != "seconds"}
             print(f"seed {first['seed']} run twice: largest metric change {max(diff.values()):.4f} "
                   f"({max(diff, key=diff.get)}); {json.dumps({k: round(v, 4) for k, v in diff.items()})}")
