@@ -51,7 +51,8 @@ def run_demo(dataset: str, seed: int, work: Path, extra: list[str]) -> dict:
 def voc_row(run: dict) -> dict[str, float]:
     m = run["metrics"]
     crf = m["eval_deeplab"]["crf"]
-    object_ious = [v for k, v in crf["Class IoU"].items() if k != "0" and v == v]
+    object_ious = [v for k, v in crf["Class IoU"].items()  # None / NaN: a class absent from val and predictions
+                   if k != "0" and v is not None and v == v]
     return {"seed mIoU": m["eval_cam"]["miou"], "mask mIoU": m["eval_sem_seg"]["miou"],
             "DeepLab val mIoU": m["eval_deeplab"]["no_crf"]["Mean IoU"], "DeepLab val mIoU (CRF)": crf["Mean IoU"],
             "lowest object-class IoU (CRF)": min(object_ious), "seconds": run["wall"]}
