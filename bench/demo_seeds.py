@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +66,7 @@ def cub_row(run: dict) -> dict[str, float]:
             "seconds": run["wall"]}
 
 
-def row_of(dataset: str):
+def row_of(dataset: str) -> Callable[[dict], dict[str, float]]:
     """The table row maker of ``dataset`` (COCO's pipeline reports what VOC's does)."""
     return cub_row if dataset == "cub" else voc_row
 
@@ -133,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             repeats.append(run_demo(args.dataset, seed, args.out / f"{args.dataset}_seed{seed}_again", args.extra))
     print(markdown(args.dataset, runs))
     if repeats:
+        make_row = row_of(args.dataset)
         for first, again in zip(runs, repeats):
-            a, b = row_of(args.dataset)(first), row_of(args.dataset)(again)
+            a, b = make_row(first), make_row(again)
             diff = {k: abs(a[k] - b[k]) for k in a if k != "seconds"}
             print(f"seed {first['seed']} run twice: largest metric change {max(diff.values()):.4f} "
                   f"({max(diff, key=diff.get)}); {json.dumps({k: round(v, 4) for k, v in diff.items()})}")

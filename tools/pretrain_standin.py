@@ -28,7 +28,7 @@ reported are those of the stored (float16) weights.
 Every model trains in one thread (in ``--jobs`` processes side by side), from seeds derived from ``--seed``: the
 files are byte-identical for a seed whatever ``--jobs`` is.
 
-    python tools/pretrain_standin.py                      # the shipped weights (weights/standin/), ~5 min
+    python tools/pretrain_standin.py                      # the shipped weights (weights/standin/), ~6 min
     python tools/pretrain_standin.py --tiny --out /tmp/x  # seconds: a smoke test (tests/test_standin.py)
 """
 from __future__ import annotations
