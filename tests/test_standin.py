@@ -242,6 +242,20 @@ def test_shipped_manifest_and_sizes() -> None:
     assert (SHIPPED / "README.md").is_file()
 
 
+def test_demo_presets_match_the_shipped_transformers_architecture() -> None:
+    """The head count leaves every tensor's shape alone, so strict loading cannot catch a preset whose transformer has
+    other heads than its stand-in was trained with: MANIFEST.json's record of each file must match the preset."""
+    files = json.loads((SHIPPED / "MANIFEST.json").read_text())["files"]
+    voc = parse_args(["--demo"])
+    cub = parse_args(["--demo", "--dataset", "cub"])
+    for args, name, patch, size in ((voc, FILES["p8"], voc.vit_patch_size, voc.vit_tile_size),
+                                    (cub, FILES["p16"], cub.wsol_patch_size, cub.wsol_image_size)):
+        arch = files[name]["architecture"]
+        assert (arch["embed_dim"], arch["depth"], arch["num_heads"], arch["patch_size"], arch["img_size"]) == \
+            (args.vit_embed_dim, args.vit_depth, args.vit_num_heads, patch, size), name
+    assert (voc.vit_num_heads, cub.vit_num_heads) == (2, 4)
+
+
 def test_demo_preset_loads_the_shipped_standins_through_the_real_flags() -> None:
     """``--demo`` alone selects the shipped files through --deit_pretrained, --cam_cnn_pretrained, --irn_pretrained
     and --deeplab_init (one DeiT file per dataset), at the widths they were trained for."""

@@ -90,8 +90,8 @@ class ModelSpec:
         return f"{self.name}.pth"
 
 
-#: The demo's transformer (run_sample.py PRESETS["demo"]: vit_embed_dim 64, vit_depth 4, vit_num_heads 2) and
-#: ResNet widths. In the order the worker processes pick them up (with 2: each a ResNet, then a transformer).
+#: The demo's transformer (run_sample.py PRESETS["demo"]: vit_embed_dim 64, vit_depth 4, vit_num_heads 2; the CUB
+#: demo's 4 heads, PRESET_DATASET_OVERRIDES) and ResNet widths. In the order the worker processes pick them up (with 2: each a ResNet, then a transformer).
 #: Epochs: 3x those of the first shipped files (1.5 / 4), which gave a weaker start and a worse demo (numbers in
 #: weights/standin/README.md).
 MODELS: tuple[ModelSpec, ...] = (
@@ -99,7 +99,7 @@ MODELS: tuple[ModelSpec, ...] = (
               flag="--cam_cnn_pretrained / --irn_pretrained"),
     ModelSpec("deeplab_init_b1111_w16", "resnet", 80, epochs=4.5, lr=2e-3, depth=50, width=16, layers=(1, 1, 1, 1),
               input_norm="caffe_bgr", flag="--deeplab_init"),
-    ModelSpec("deit_demo_p16", "deit", 128, epochs=12.0, lr=2e-3, patch_size=16, batch_size=32,
+    ModelSpec("deit_demo_p16", "deit", 128, epochs=12.0, lr=2e-3, patch_size=16, num_heads=4, batch_size=32,
               flag="--deit_pretrained (CUB)"),
     ModelSpec("deit_demo_p8", "deit", 64, epochs=12.0, lr=2e-3, patch_size=8, batch_size=32,
               flag="--deit_pretrained (VOC)"),
