@@ -106,7 +106,7 @@ PRESETS: dict[str, dict] = {
         deeplab_blocks=(1, 1, 1, 1), deeplab_base_width=16, deeplab_iters=750, deeplab_batch_size=5,
         deeplab_iter_size=1, deeplab_crop_size=97, deeplab_checkpoint_every=375,
         cub_demo_classes=10, cub_demo_train_per_class=128, cub_demo_test_per_class=30, wsol_epochs=30,
-        wsol_batch_size=16, wsol_num_classes=10, wsol_lr=5e-4, wsol_lr_decay_epochs=20, wsol_l1_window=5,
+        wsol_batch_size=16, wsol_num_classes=10, wsol_lr=1e-3, wsol_lr_decay_epochs=20, wsol_l1_window=5,
         wsol_cnn_depth=18, wsol_heldout_per_class=8,
         wsol_image_size=128, wsol_resize_size=146,
     ),
