@@ -131,8 +131,8 @@ PRESET_DATASET_OVERRIDES: dict[tuple[str, str], dict] = {
     ("demo", "coco"): dict(demo_num_train=360, demo_num_val=60, coco_demo_categories=12,
                            make_ins_seg_pass=True, eval_ins_seg_pass=True, make_cocoann_pass=True),
     ("tiny", "coco"): dict(coco_demo_categories=6),
-    # The CUB demo's transformer has 4 heads (its stand-in, weights/standin/deit_demo_p16.pth, too): over three
-    # training seeds GT-known rose from 0.600-0.717 with 2 heads to 0.647-0.687 (README, the CUB demo).
+    # The CUB demo's transformer has 4 heads, as its stand-in weights/standin/deit_demo_p16.pth has (the probes
+    # behind it: README, the CUB demo).
     ("demo", "cub"): dict(vit_num_heads=4),
 }
 

@@ -91,7 +91,8 @@ class ModelSpec:
 
 
 #: The demo's transformer (run_sample.py PRESETS["demo"]: vit_embed_dim 64, vit_depth 4, vit_num_heads 2; the CUB
-#: demo's 4 heads, PRESET_DATASET_OVERRIDES) and ResNet widths. In the order the worker processes pick them up (with 2: each a ResNet, then a transformer).
+#: demo's 4 heads, PRESET_DATASET_OVERRIDES) and ResNet widths. In the order the worker processes pick them up
+#: (with 2: each a ResNet, then a transformer).
 #: Epochs: 3x those of the first shipped files (1.5 / 4), which gave a weaker start and a worse demo (numbers in
 #: weights/standin/README.md).
 MODELS: tuple[ModelSpec, ...] = (
