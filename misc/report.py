@@ -26,7 +26,7 @@ class PaperFigure:
     source: str
 
 
-# The paper's figures (CRT, arXiv 2209.15211), with their source. /work/shared/SPEC.md §6–§8 records them.
+# The paper's figures (CRT, arXiv 2209.15211) and where each is published: the CRT README or its training log.
 PAPER_FIGURES: dict[str, dict[str, PaperFigure]] = {
     "voc": {
         "seed_miou": PaperFigure(57.7, "seed mIoU, DeiT-branch CAMs, background 0.15, VOC 2012 train (1,464 images)",
@@ -46,8 +46,7 @@ PAPER_FIGURES: dict[str, dict[str, PaperFigure]] = {
         "loc_gt_known": PaperFigure(90.1, "GT-known Loc, CUB test, epoch chosen on the test set", "CRT README"),
     },
 }
-PAPER_SOURCE_NOTE = ("Paper figures: the CRT README and training log (arXiv 2209.15211), as recorded in the "
-                     "project specification.")
+PAPER_SOURCE_NOTE = "Paper figures: the CRT README and training log (arXiv 2209.15211)."
 VOC_TRAIN_IMAGES, VOC_VAL_IMAGES, CUB_TEST_IMAGES = 1464, 1449, 5794
 
 

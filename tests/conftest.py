@@ -1,8 +1,9 @@
 """Shared test helpers: the fixture loader of the original code's golden outputs, and the tiny end-to-end runs
 (VOC, CUB) that several test modules read (each runs once per session).
 
-The folder comes from ``$CRT_FIXTURES`` (default ``../shared/fixtures`` beside the repository).
-A fixture missing from that folder fails the test: it is never skipped.
+The golden outputs come from ``$CRT_FIXTURES`` (default ``tests/data/golden``); the real VOC and CUB samples from
+``tests/data/real_voc`` and ``tests/data/real_cub`` (``tests/data/README.md``). A fixture missing from that folder
+fails the test: it is never skipped.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_ROOT = REPO_ROOT.parent / "shared"
+DATA_ROOT = REPO_ROOT / "tests" / "data"
 
 
 def fixtures_dir() -> Path:
-    return Path(os.environ.get("CRT_FIXTURES", SHARED_ROOT / "fixtures"))
+    return Path(os.environ.get("CRT_FIXTURES", DATA_ROOT / "golden"))
 
 
 def load_fixture(name: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -42,7 +43,7 @@ def fixture_loader():
 
 @pytest.fixture(scope="session")
 def real_voc_root() -> Path:
-    root = SHARED_ROOT / "real_voc" / "VOC2012"
+    root = DATA_ROOT / "real_voc" / "VOC2012"
     if not root.is_dir():
         pytest.fail(f"real VOC sample folder missing: {root}")
     return root
@@ -50,7 +51,7 @@ def real_voc_root() -> Path:
 
 @pytest.fixture(scope="session")
 def real_cub_root() -> Path:
-    root = SHARED_ROOT / "real_cub" / "CUB_200_2011"
+    root = DATA_ROOT / "real_cub" / "CUB_200_2011"
     if not root.is_dir():
         pytest.fail(f"real CUB sample folder missing: {root}")
     return root

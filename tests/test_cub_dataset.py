@@ -1,4 +1,4 @@
-"""CUB reader on the real 24-image sample (read in place from ../shared) and the synthetic generator."""
+"""CUB reader on the real 24-image sample (tests/data/real_cub) and the synthetic generator."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""VOC data layer on the real sample (../shared/real_voc) and on synthetic data: lists, labels, datasets, errors."""
+"""VOC data layer on the real sample (tests/data/real_voc) and on synthetic data: lists, labels, datasets, errors."""
 import random
 
 import numpy as np
