@@ -175,8 +175,8 @@ def float_list(value: str) -> tuple[float, ...]:
 
 
 def shard_spec(value: str) -> str:
-    """``K/N`` with 0 <= K < N (checked by :func:`misc.runner.parse_shard`), kept as given."""
-    from misc.runner import parse_shard
+    """``K/N`` with 0 <= K < N (checked by :func:`misc.engine.per_image.parse_shard`), kept as given."""
+    from misc.engine.per_image import parse_shard
 
     try:
         parse_shard(value)
@@ -187,7 +187,7 @@ def shard_spec(value: str) -> str:
 
 def device_spec(value: str) -> str:
     """``auto`` or a device torch can name (``cpu``, ``cuda``, ``cuda:N``); whether it is usable is checked by
-    :func:`misc.preflight.validate_args`."""
+    :func:`pipeline.preflight.validate_args`."""
     if value == "auto":
         return value
     import torch
@@ -466,7 +466,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.dataset == "cub":
         args.num_classes = args.wsol_num_classes
     else:
-        from dataset.facts import num_classes_of
+        from pipeline.datasets import num_classes_of
 
         args.num_classes = num_classes_of(args.dataset)
     return args
@@ -504,7 +504,7 @@ def prepare_demo_data(args: argparse.Namespace) -> None:
     ``--demo_data_seed``; ``--seed`` does not change the data)."""
     import shutil
 
-    from misc.results import write_json
+    from misc.core.io import write_json
 
     spec = demo_data_spec(args)
     folder = {"cub": Path(args.cub_root).parent, "coco": Path(args.coco_root)}.get(args.dataset, Path(args.voc12_root))
@@ -547,11 +547,12 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     earlier run) leaves those records as they are."""
     import contextlib
 
-    from misc.distributed import barrier, under_torchrun
-    from misc.log import StepTimer, collect_warnings
-    from misc.paths import config_json, run_json, timings_json, warnings_jsonl
-    from misc.preflight import validate_args
-    from misc.results import prune_stale_metrics, write_json
+    from misc.engine.distributed import barrier, under_torchrun
+    from misc.core.log import StepTimer, collect_warnings
+    from misc.core.paths import config_json, run_json, timings_json, warnings_jsonl
+    from pipeline.preflight import validate_args
+    from misc.core.io import write_json
+    from misc.core.results import prune_stale_metrics
 
     steps = planned_steps(args)
     modules = [m for _, m in steps]
@@ -560,7 +561,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     rank = int(os.environ.get("RANK", "0"))
     os.environ["CRT_TF32"] = "1" if args.tf32 else "0"
     if under_torchrun():
-        from misc.distributed import init_from_env
+        from misc.engine.distributed import init_from_env
 
         init_from_env(args.device)
     if rank == 0:
@@ -574,7 +575,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
         try:
             if rank == 0:
                 if records:
-                    from misc.runinfo import run_record
+                    from misc.core.runinfo import run_record
 
                     write_json(run_json(args.result_dir), run_record(
                         sys.argv[1:] if argv is None else argv, args.device, modules, REPO_ROOT,
@@ -642,7 +643,7 @@ def check_pretrained(args: argparse.Namespace, modules: Sequence[str]) -> None:
     an unreachable name fails now, in seconds, with one line per problem; not hours later)."""
     training = [m for m in modules if m in TRAIN_STEPS]
     if training and not args.no_pretrained:
-        from misc.preflight import check_pretrained_sources
+        from pipeline.preflight import check_pretrained_sources
 
         check_pretrained_sources(args, training)
 
@@ -654,12 +655,12 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
         if any(m in modules for m in ("step.train_wsol", "step.eval_wsol")):
             from cub.dataset import CUBMetadata, load_or_make_heldout
 
-            from misc.paths import wsol_heldout_ids
+            from misc.core.paths import wsol_heldout_ids
 
             load_or_make_heldout(CUBMetadata.load(args.cub_root), wsol_heldout_ids(args),
                                  args.wsol_heldout_per_class, leave_train=args.wsol_select_on == "heldout")
     elif modules:
-        from dataset.facts import open_dataset
+        from pipeline.datasets import open_dataset
 
         index = open_dataset(args)
         if args.dataset == "coco":  # the contiguous label -> official category mapping, next to the outputs
@@ -669,9 +670,9 @@ def prepare_shared_state(args: argparse.Namespace, modules: Sequence[str]) -> No
 
 
 def _user_error_message(exc: BaseException) -> str | None:
-    """The message shown for ``exc`` when the user can fix its cause (a :class:`misc.errors.UserError`, or no
+    """The message shown for ``exc`` when the user can fix its cause (a :class:`misc.core.errors.UserError`, or no
     space / no permission / a read-only file system while writing), else None: a bug."""
-    from misc.errors import UserError, os_error_message
+    from misc.core.errors import UserError, os_error_message
 
     return str(exc) if isinstance(exc, UserError) else os_error_message(exc)
 
@@ -698,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     steps = planned_steps(args)
     try:
-        from misc.preflight import validate_args
+        from pipeline.preflight import validate_args
 
         validate_args(args, [m for _, m in steps])
     except Exception as exc:  # noqa: BLE001 (a bug re-raises below)
@@ -712,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(config, indent=2, default=str, sort_keys=True))
         print("steps that would run, in order: " + (", ".join(m.split(".")[-1] for _, m in steps) or "(none)"))
         return 0
-    from misc.log import setup_logging, tee_output
+    from misc.core.log import setup_logging, tee_output
 
     log_path = Path(args.work_dir) / f"{args.log_name}.log"
     header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"

@@ -61,8 +61,8 @@ def _cpu_seconds() -> float:
 def measure_train(device: str, bf16: bool, steps: int) -> dict:
     import torch
 
-    from misc.cam_loss import train_cam_losses
-    from misc.torchutils import PolySGD
+    from misc.method.cam_loss import train_cam_losses
+    from misc.method.torchutils import PolySGD
     from net.deit_cam import deit_cam_small
     from net.resnet_cam import resnet_cam_voc
 

@@ -1,4 +1,4 @@
-"""Benchmark: banded random walk (misc.random_walk.propagate_to_edge) vs the original dense squaring.
+"""Benchmark: banded random walk (misc.method.random_walk.propagate_to_edge) vs the original dense squaring.
 
 Per method a fresh subprocess builds the inputs of one image (stride-4 maps of a --height × --width image, K random
 CAMs, random edge map), records its memory high-water mark, runs the walk and reports wall time and the extra peak
@@ -27,7 +27,7 @@ def _worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from misc.random_walk import propagate_to_edge, propagate_to_edge_dense
+    from misc.method.random_walk import propagate_to_edge, propagate_to_edge_dense
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -709,11 +709,11 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     import torch
 
     import run_sample
-    from misc.indexing import PathIndex
+    from misc.method.indexing import PathIndex
     from net.resnet_cam import freeze_lower_stages
-    from misc.models import build_cam_cnn, build_cam_vit, build_deeplab, build_irn, build_irn_inference
+    from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab, build_irn, build_irn_inference
     from step.train_irn import TRAIN_RADIUS
-    from voc12.inference import WALK_RADIUS
+    from pipeline.tasks import WALK_RADIUS
     from voc12.dataloader import multiscale_flip_inputs
 
     args = run_sample.parse_args(["--no_pretrained"])  # every default, random init (values are irrelevant on meta)
@@ -785,7 +785,7 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     units["make_sem_seg_irnet_image"] = _flops(sem_seg)
     fh, fw = -(-h // 4), -(-w // 4)
     directions = PathIndex(radius=WALK_RADIUS, default_size=(fh, fw)).num_directions
-    offsets = 1 + 2 * directions  # misc.random_walk.BandedTransition: self loop + each direction and its mirror
+    offsets = 1 + 2 * directions  # misc.method.random_walk.BandedTransition: self loop + each direction and its mirror
     steps = 2 ** args.exp_times
     planes = 2  # classes per image in the walk (VOC: about 1.5 on average; 2 is generous)
     units["random_walk"] = {"steps": steps, "offsets": offsets, "flops_fp64": 2 * planes * fh * fw * offsets * steps,
@@ -809,8 +809,8 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     units["count_seconds"] = round(time.perf_counter() - t0, 1)
 
     # CPU: one IR-label CRF pair and one DeepLab CRF on this machine (1 thread)
-    from misc.crf import crf_inference_softmax, deeplab_crf_guide
-    from misc.ir_label import make_ir_label
+    from misc.method.crf import crf_inference_softmax, deeplab_crf_guide
+    from misc.method.ir_label import make_ir_label
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -44,9 +44,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from misc.errors import DataError, MissingDataFileError, UserError
-from misc.fingerprint import index_cache_mismatch
-from misc.results import atomic_write, write_json
+from misc.core.errors import DataError, MissingDataFileError, UserError
+from misc.core.fingerprint import index_cache_mismatch
+from misc.core.io import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
@@ -294,12 +294,12 @@ class COCOIndex:
 
     def config_entry(self) -> dict:
         """What of the dataset shapes a step's outputs (an entry of their fingerprints)."""
-        from misc.fingerprint import fingerprint
+        from misc.core.fingerprint import fingerprint
 
         return {"coco_root": str(self.root), "coco_annotations": fingerprint(self.content_signature())}
 
     def palette(self) -> list[int]:
-        from misc.imutils import voc_palette
+        from misc.method.imutils import voc_palette
 
         return voc_palette()
 
@@ -430,7 +430,7 @@ class COCOIndex:
 
     def build_class_gt(self, img_id: str) -> Path:
         """Build (or rebuild) the class mask of ``img_id`` into the mask folder, atomically; returns its path."""
-        from misc.results import save_png
+        from misc.core.io import save_png
 
         h, w = self.image_size(img_id)
         mask = class_mask(self.annotations(img_id), h, w, f"image {img_id!r}")
@@ -440,8 +440,8 @@ class COCOIndex:
 
     def read_class_gt(self, img_id: str) -> np.ndarray:
         """(H, W) uint8 class mask, values 0..80 or 255; built on first use unless the masks are a given folder."""
-        from misc.imutils import read_label_png
-        from misc.outputs import output_problem
+        from misc.method.imutils import read_label_png
+        from misc.core.outputs import output_problem
 
         path = self.class_gt_path(img_id)
         if self.masks_given:
@@ -601,7 +601,7 @@ def _read_cache(cache: Path, root: Path, signature: dict) -> tuple[dict | None, 
 def _mask_folder(cache_dir: Path, mask_dir: str | os.PathLike | None) -> tuple[Path, bool]:
     """(folder, given): a ``--coco_mask_dir`` that exists without a crt manifest holds ready masks (given);
     otherwise masks are built into it (default ``<cache_dir>/coco_gt_masks``)."""
-    from misc.fingerprint import MANIFEST_NAME
+    from misc.core.fingerprint import MANIFEST_NAME
 
     if mask_dir is None:
         return cache_dir / MASK_DIR, False
@@ -613,7 +613,7 @@ def _mask_folder(cache_dir: Path, mask_dir: str | os.PathLike | None) -> tuple[P
 def prepare_mask_dir(index: COCOIndex) -> None:
     """Make the built-mask folder hold masks of the current annotations and rule only (a no-op for ready masks or
     when the manifest matches)."""
-    from misc.fingerprint import Manifest, fingerprint, prepare_output_dir
+    from misc.core.fingerprint import Manifest, fingerprint, prepare_output_dir
 
     if index.masks_given:
         return
@@ -686,8 +686,8 @@ def write_category_map(index: COCOIndex, result_dir: str | os.PathLike) -> Path:
 def build_masks(index: COCOIndex, ids: Sequence[str], shard: str | None = None) -> tuple[int, int]:
     """Build the class masks of ``ids`` (every N-th from the K-th with ``shard`` "K/N") that are missing or
     unreadable; returns (built, skipped). Resumable: each mask is written atomically."""
-    from misc.outputs import output_problem
-    from misc.runner import parse_shard
+    from misc.core.outputs import output_problem
+    from misc.engine.per_image import parse_shard
 
     if index.masks_given:
         raise UserError(f"{index.mask_dir} is a folder of ready masks (no crt manifest): nothing to build")

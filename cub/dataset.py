@@ -22,8 +22,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-from misc.errors import DataError, UnreadableFileError, UserError
-from misc.results import atomic_write
+from misc.core.errors import DataError, UnreadableFileError, UserError
+from misc.core.io import atomic_write
 from cub.layout import IMAGES_DIR, image_path
 
 log = logging.getLogger(__name__)

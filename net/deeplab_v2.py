@@ -271,9 +271,9 @@ def backbone_init_state(own: Mapping[str, torch.Tensor], state: Mapping[str, tor
     'coco' (e.g. ``deeplabv1_resnet101-coco.pth``, whose 91-class ``fc.*`` is ignored); a torchvision/timm ResNet is
     'imagenet' (renamed by :func:`torchvision_to_deeplab`). Every non-ASPP key must be there with its shape
     (``num_batches_tracked`` may be absent: torchvision's 2017 files; set to 0), else
-    :class:`misc.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
+    :class:`misc.core.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
     """
-    from misc.weights import PretrainedWeightsError, check_state_fits, optional_buffer
+    from misc.core.weights import PretrainedWeightsError, check_state_fits, optional_buffer
 
     if any(k.startswith("base.") for k in state):
         state = {k[len("base."):]: v for k, v in state.items() if k.startswith("base.")}
@@ -321,7 +321,7 @@ def load_backbone_init(model: nn.Module, source: str | None, *, depth: int | Non
     init is mapped by :func:`torchvision_to_deeplab`; expect a few mIoU points below the paper's COCO init
     (not measured here). Checks: :func:`backbone_init_state`.
     """
-    from misc.weights import load_pretrained
+    from misc.core.weights import load_pretrained
 
     base = _base_of(model)
     if depth is None:
@@ -337,7 +337,7 @@ def load_backbone_init(model: nn.Module, source: str | None, *, depth: int | Non
 
 def load_deeplab_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a trained checkpoint (deeplab-pytorch's ``checkpoint_final.pth`` layout, ``base.*`` keys) strictly."""
-    from misc.weights import load_checkpoint
+    from misc.core.weights import load_checkpoint
 
     state = load_checkpoint(path)
     if isinstance(model, DeepLabV2) and all(k.startswith("base.") for k in state):

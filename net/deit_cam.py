@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 
-from misc.torchutils import gap2d
+from misc.method.torchutils import gap2d
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +316,9 @@ def deit_state_for(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Te
     tensors has another shape (ImageNet's Linear(384→1000) vs our conv head); the model's :data:`DEIT_INIT_KEYS`
     may then stay at their init. Any other missing, unexpected or mis-shaped key (e.g. a pos_embed of another
     grid: --vit_tile_size / --vit_patch_size must give the 14×14 grid of DeiT-S/16 at 224) raises
-    :class:`misc.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
+    :class:`misc.core.weights.PretrainedWeightsError` naming ``flag``, ``source`` and the keys.
     """
-    from misc.weights import check_state_fits
+    from misc.core.weights import check_state_fits
 
     out = dict(state)
     dropped: list[str] = []
@@ -348,7 +348,7 @@ def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
     ``backbone.`` prefixes), a timm name, or None → ``deit_small_patch16_224.fb_in1k``. See :func:`deit_state_for`
     for what must match; pos_embed is never resized (the 224-px tiles at patch 16 use DeiT's 14×14 grid as is).
     """
-    from misc.weights import load_pretrained
+    from misc.core.weights import load_pretrained
 
     state = load_pretrained(source, DEIT_TIMM_NAME, flag=flag, download_hint=DEIT_DOWNLOAD_HINT)
     state = deit_state_for(model.state_dict(), state, flag=flag, source=source or DEIT_TIMM_NAME)
@@ -357,7 +357,7 @@ def load_deit_imagenet(model: DeiTCAM, source: str | None, flag: str) -> None:
              f"; at their init: {missing}" if missing else "")
 
 
-# ------------------------------------------------------- factories (one per variant; from flags: misc/models.py)
+# ------------------------------------------------------- factories (one per variant; from flags: pipeline/models.py)
 def deit_cam_small(**kw: Any) -> DeiTCAM:
     """DeiT-S CAM branch (dim 384, 6 heads), VOC defaults: 20 classes, 3 passes, tiled."""
     return DeiTCAM(**{"embed_dim": 384, "depth": 12, "num_heads": 6, **kw})

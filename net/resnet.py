@@ -173,10 +173,10 @@ def resnet_state_for(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.
 
     A ResNetCAM checkpoint (``backbone.*`` + ``classifier.*``) gives its ``backbone.*``; ``fc.*`` is dropped;
     BatchNorm's ``num_batches_tracked`` may be absent (torchvision's 2017 files) and is then set to 0. Anything
-    else missing, unexpected or of another shape raises :class:`misc.weights.PretrainedWeightsError` naming
+    else missing, unexpected or of another shape raises :class:`misc.core.weights.PretrainedWeightsError` naming
     ``flag``, ``source``, a few keys, and the depth the file seems to have.
     """
-    from misc.weights import check_state_fits
+    from misc.core.weights import check_state_fits
 
     if any(k.startswith("backbone.") for k in state):  # a ResNetCAM checkpoint (e.g. the CNN branch of train_cam)
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
@@ -203,7 +203,7 @@ def load_resnet_imagenet(model: ResNet, depth: int, source: str | None, flag: st
     ``source``: local ``.pth`` file (e.g. resnet152-b121ed2d.pth), a ResNetCAM checkpoint, a timm name, or
     None → ``resnet{depth}.tv_in1k`` (the torchvision weights the original used). See :func:`resnet_state_for`.
     """
-    from misc.weights import load_pretrained
+    from misc.core.weights import load_pretrained
 
     url = TORCHVISION_URLS.get(depth, "")
     hint = f"{url} (file {url.rsplit('/', 1)[-1]})" if url else f"timm resnet{depth}.tv_in1k"

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from misc.indexing import PathIndex
+from misc.method.indexing import PathIndex
 from net.resnet import build_resnet, load_resnet_imagenet
 
 log = logging.getLogger(__name__)

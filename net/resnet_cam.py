@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from misc.torchutils import gap2d
+from misc.method.torchutils import gap2d
 from net.resnet import ResNet, build_resnet
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from misc.fingerprint import identity
-from misc.ir_label import make_ir_label
-from misc.outputs import load_output_npz
-from misc.paths import cam_path, label_png
-from misc.results import save_png
-from misc.runner import PerImageTask, run_per_image
-from dataset.facts import open_dataset
+from misc.core.fingerprint import identity
+from misc.method.ir_label import make_ir_label
+from misc.core.outputs import load_output_npz
+from misc.core.paths import cam_path, label_png
+from misc.core.io import save_png
+from misc.engine.per_image import PerImageTask, run_per_image
+from pipeline.datasets import open_dataset
 from voc12.dataloader import read_image
 
 

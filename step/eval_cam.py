@@ -13,12 +13,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from misc.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
-from misc.outputs import load_output_npz
-from misc.paths import cam_path, vis_dir
-from misc.imutils import VOC_NUM_LABELS
-from misc.results import update_metrics
-from misc.runner import with_projection
+from misc.eval.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
+from misc.core.outputs import load_output_npz
+from misc.core.paths import cam_path, vis_dir
+from misc.method.imutils import VOC_NUM_LABELS
+from misc.core.results import update_metrics
+from misc.engine.per_image import with_projection
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: 
 
 
 def run(args) -> dict:
-    from dataset.facts import open_for_eval
+    from pipeline.datasets import open_for_eval
 
     voc = open_for_eval(args)
     ids = voc.ids(args.chainer_eval_set)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from misc.metrics import deeplab_scores
-from misc.fingerprint import identity, prepare_output_dir
-from misc.outputs import load_output_npz, output_problem, read_output_png
-from misc.paths import deeplab_logits_path, deeplab_val_dirs, label_png, vis_dir
-from misc.results import save_png, update_metrics
-from misc.runner import PerImageTask, device_workers, run_per_image, with_projection
-from voc12.inference import DeepLabLogitsTask, probs_from_logits
+from misc.eval.metrics import deeplab_scores
+from misc.core.fingerprint import identity, prepare_output_dir
+from misc.core.outputs import load_output_npz, output_problem, read_output_png
+from misc.core.paths import deeplab_logits_path, deeplab_val_dirs, label_png, vis_dir
+from misc.core.io import save_png
+from misc.core.results import update_metrics
+from misc.engine.per_image import PerImageTask, device_workers, run_per_image, with_projection
+from pipeline.tasks import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class CRFTask(PerImageTask):
             deeplab_logits_path(self.logits_dir, img_id), "eval_deeplab", DeepLabLogitsTask.output_keys)
 
     def process(self, img_id: str, inputs) -> None:
-        from misc.crf import crf_inference_softmax, deeplab_crf_guide
+        from misc.method.crf import crf_inference_softmax, deeplab_crf_guide
 
         bgr, logits = inputs
         probs = probs_from_logits(logits)
@@ -70,7 +71,7 @@ def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: boo
 
 def score_folder(ids, pred_dir: Path, voc) -> dict:
     """deeplab-pytorch's scores of the predictions in ``pred_dir`` against the dataset's ground truth (``voc``: the
-    index of :mod:`dataset.facts`), streamed one image at a time."""
+    index of :mod:`pipeline.datasets`), streamed one image at a time."""
     gts = (voc.read_class_gt(i) for i in with_projection(ids, f"eval_deeplab scoring {pred_dir.name}", len(ids)))
     preds = (read_output_png(label_png(pred_dir, i), "eval_deeplab") for i in ids)
     scores, _ = deeplab_scores(gts, preds, voc.num_labels, ids)
@@ -78,7 +79,7 @@ def score_folder(ids, pred_dir: Path, voc) -> dict:
 
 
 def run(args) -> dict:
-    from dataset.facts import open_for_eval
+    from pipeline.datasets import open_for_eval
 
     voc = open_for_eval(args)
     ids = voc.ids(args.val_list)

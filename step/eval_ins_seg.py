@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from misc.instance_ap import InstanceAPMeter
-from misc.outputs import load_output_npz
-from misc.paths import ins_seg_path
-from misc.results import update_metrics
-from misc.runner import with_projection
+from misc.eval.instance_ap import InstanceAPMeter
+from misc.core.outputs import load_output_npz
+from misc.core.paths import ins_seg_path
+from misc.core.results import update_metrics
+from misc.engine.per_image import with_projection
 
 log = logging.getLogger(__name__)
 
 
 def run(args) -> dict:
-    from dataset.facts import open_for_eval
+    from pipeline.datasets import open_for_eval
 
     voc = open_for_eval(args, instances=True)
     ids = voc.ids(args.chainer_eval_set)

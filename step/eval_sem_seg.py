@@ -12,12 +12,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from misc.imutils import VOC_NUM_LABELS
-from misc.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
-from misc.outputs import read_output_png
-from misc.paths import label_png
-from misc.results import update_metrics
-from misc.runner import with_projection
+from misc.method.imutils import VOC_NUM_LABELS
+from misc.eval.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
+from misc.core.outputs import read_output_png
+from misc.core.paths import label_png
+from misc.core.results import update_metrics
+from misc.engine.per_image import with_projection
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def evaluate_masks(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], ids: 
 
 
 def run(args) -> dict:
-    from dataset.facts import open_for_eval
+    from pipeline.datasets import open_for_eval
 
     voc = open_for_eval(args)
     ids = voc.ids(args.chainer_eval_set)

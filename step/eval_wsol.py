@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from misc.paths import label_png, vis_dir
-from misc.results import update_metrics
-from misc.torchutils import autocast
+from misc.core.paths import label_png, vis_dir
+from misc.core.results import update_metrics
+from misc.method.torchutils import autocast
 
 log = logging.getLogger(__name__)
 
 
 def whole_image_gt_known(boxes: np.ndarray, size: int) -> float:
     """GT-known of the trivial box covering the whole image (a baseline every method must beat)."""
-    from misc.wsol_metrics import box_iou
+    from misc.eval.wsol_metrics import box_iou
 
     whole = np.array([[0, 0, size - 1, size - 1]])
     ious = box_iou(whole, np.asarray(boxes).reshape(-1, 4))[0]
@@ -41,8 +41,8 @@ def draw_box(img: np.ndarray, box, color) -> None:
 def save_wsol_pictures(meta, records, ids, cams_gt, gt_boxes, out_dir: Path, size: int) -> None:
     """CAM overlay of the GT class with the GT box (green) and the GT-class CAM's box (red), in the size² frame."""
     from cub.dataset import load_image_rgb
-    from misc.vis import overlay, save_rgb
-    from misc.wsol_metrics import resize_cam
+    from misc.report.vis import overlay, save_rgb
+    from misc.eval.wsol_metrics import resize_cam
 
     for img_id, rec, cam, gt_box in zip(ids, records, cams_gt, gt_boxes):
         image = np.asarray(load_image_rgb(meta, img_id).resize((size, size)))
@@ -54,9 +54,9 @@ def save_wsol_pictures(meta, records, ids, cams_gt, gt_boxes, out_dir: Path, siz
 
 def run(args) -> dict:
     from cub.dataset import CUBMetadata, build_eval_dataset
-    from misc.distributed import resolve_device
-    from misc.models import load_wsol_vit
-    from misc.wsol_metrics import MaxBoxAccMeter, WSOLMeter
+    from misc.engine.distributed import resolve_device
+    from pipeline.models import load_wsol_vit
+    from misc.eval.wsol_metrics import MaxBoxAccMeter, WSOLMeter
 
     device = resolve_device(args.device)
     meta = CUBMetadata.load(args.cub_root)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misc.distributed import barrier, is_main_process
-from misc.paths import deeplab_server_dir, deeplab_test_archive
-from misc.results import atomic_write, save_png
-from misc.runner import device_workers, run_per_image
-from misc.torchutils import autocast
-from dataset.facts import open_dataset
-from voc12.inference import DeepLabLogitsTask, probs_from_logits
+from misc.engine.distributed import barrier, is_main_process
+from misc.core.paths import deeplab_server_dir, deeplab_test_archive
+from misc.core.io import atomic_write, save_png
+from misc.engine.per_image import device_workers, run_per_image
+from misc.method.torchutils import autocast
+from pipeline.datasets import open_dataset
+from pipeline.tasks import DeepLabLogitsTask, probs_from_logits
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class TestExportTask(DeepLabLogitsTask):
         return np.ascontiguousarray(subtract_mean(bgr).transpose(2, 0, 1)), bgr.astype(np.uint8)
 
     def process(self, img_id: str, inputs) -> None:
-        from misc.crf import crf_inference_softmax, deeplab_crf_guide
+        from misc.method.crf import crf_inference_softmax, deeplab_crf_guide
 
         img, bgr = inputs
         x = torch.as_tensor(np.asarray(img))[None].to(self.device)

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from misc.imutils import get_strided_size, get_strided_up_size
-from misc.models import load_cam_vit, vit_kwargs
-from misc.paths import cam_path, cam_vit_weights
-from misc.results import save_npz
-from misc.runner import PerImageTask, device_workers, run_per_image
+from misc.method.imutils import get_strided_size, get_strided_up_size
+from pipeline.models import load_cam_vit, vit_kwargs
+from misc.core.paths import cam_path, cam_vit_weights
+from misc.core.io import save_npz
+from misc.engine.per_image import PerImageTask, device_workers, run_per_image
 from net.deit_cam import fuse_flip_pair
-from dataset.facts import open_dataset
+from pipeline.datasets import open_dataset
 from voc12.dataloader import multiscale_flip_inputs, read_image
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def fuse_scales(outs: Sequence[torch.Tensor], size: tuple[int, int], keys: torch
 def pair_cams(model, pairs: Sequence[np.ndarray], size: tuple[int, int], label: np.ndarray, device: torch.device,
               amp: bool | str = False) -> dict[str, np.ndarray]:
     """The make_cam output dict of one image from its per-scale [img, flip] pairs (2, 3, Hs, Ws) (no grad)."""
-    from misc.torchutils import autocast
+    from misc.method.torchutils import autocast
 
     keys = torch.nonzero(torch.from_numpy(np.asarray(label)))[:, 0]
     outs = []
@@ -78,7 +78,7 @@ class MakeCamTask(PerImageTask):
         return cam_path(self.out_dir, img_id)
 
     def config(self) -> dict:
-        from misc.fingerprint import identity
+        from misc.core.fingerprint import identity
 
         a = self.args
         return {**self.voc.config_entry(), "weights": identity(cam_vit_weights(a)), "vit": vit_kwargs(a),

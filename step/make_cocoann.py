@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from misc.coco_json import (annotations_file, categories_from_names, coco_segm_eval, image_ids, instance_results,
+from misc.eval.coco_json import (annotations_file, categories_from_names, coco_segm_eval, image_ids, instance_results,
                             results_to_annotations, strip_to_result, voc_ground_truth)
-from misc.errors import DataError, FlagValueError, MissingDataFileError, UnreadableFileError
-from misc.outputs import load_output_npz
-from misc.paths import cocoann_annotations, cocoann_ground_truth, cocoann_results, ins_seg_path
-from misc.results import atomic_write, update_metrics
+from misc.core.errors import DataError, FlagValueError, MissingDataFileError, UnreadableFileError
+from misc.core.outputs import load_output_npz
+from misc.core.paths import cocoann_annotations, cocoann_ground_truth, cocoann_results, ins_seg_path
+from misc.core.io import atomic_write
+from misc.core.results import update_metrics
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,14 @@ def dataset_records(args, ids: Sequence[str]) -> Records:
 
 # ------------------------------------------------------------------------------------------------------------ VOC
 def _voc_facts(args) -> DatasetFacts:
-    from misc.imutils import VOC_CLASS_NAMES
+    from misc.method.imutils import VOC_CLASS_NAMES
     from voc12.dataloader import check_voc_root, class_gt_path, object_gt_path, open_voc
 
     root = check_voc_root(args.voc12_root)
     voc = open_voc(root, args.list_cache_dir)
 
     def records(ids: Sequence[str]) -> Records:
-        """Integer ids by :func:`misc.coco_json.voc_image_id` ("2007_000032" → 2007000032); sizes from the JPEG
+        """Integer ids by :func:`misc.eval.coco_json.voc_image_id` ("2007_000032" → 2007000032); sizes from the JPEG
         headers; categories 1..20 = VOC's class indices, so label c (0-based) → category c + 1."""
         numbers = image_ids(ids)
         images = []

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from misc.instances import ins_seg_from_cams
-from misc.results import save_npz
-from misc.runner import device_workers, run_per_image
-from dataset.facts import open_dataset
-from voc12.inference import WALK_RADIUS, IRNetTask
+from misc.method.instances import ins_seg_from_cams
+from misc.core.io import save_npz
+from misc.engine.per_image import device_workers, run_per_image
+from pipeline.datasets import open_dataset
+from pipeline.tasks import WALK_RADIUS, IRNetTask
 
 
 class InsSegTask(IRNetTask):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from misc.paths import vis_dir
-from misc.random_walk import sem_seg_from_cams
-from misc.results import save_png
-from misc.runner import device_workers, run_per_image
-from dataset.facts import open_dataset
-from voc12.inference import WALK_RADIUS, IRNetTask
+from misc.core.paths import vis_dir
+from misc.method.random_walk import sem_seg_from_cams
+from misc.core.io import save_png
+from misc.engine.per_image import device_workers, run_per_image
+from pipeline.datasets import open_dataset
+from pipeline.tasks import WALK_RADIUS, IRNetTask
 
 
 class SemSegTask(IRNetTask):
@@ -45,7 +45,7 @@ def mask_ids(args, voc) -> list[str]:
 
 
 def run(args) -> None:
-    from misc.distributed import barrier, is_main_process
+    from misc.engine.distributed import barrier, is_main_process
 
     voc = open_dataset(args)
     ids = mask_ids(args, voc)

@@ -26,9 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from misc import report as R
-from misc.errors import UserError
-from misc.paths import (cam_path, config_json, deeplab_val_dirs, label_png, metrics_json, report_html, run_json,
+from misc.report import html as R
+from misc.core.errors import UserError
+from misc.core.paths import (cam_path, config_json, deeplab_val_dirs, label_png, metrics_json, report_html, run_json,
                         timings_json, training_log, vis_dir, warnings_jsonl)
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def run(args) -> Path:
     seconds = time.perf_counter() - t0
     document = render(folder, sections, seconds)
     out = report_html(folder.result_dir)
-    from misc.results import atomic_write
+    from misc.core.io import atomic_write
 
     atomic_write(out, lambda tmp: Path(tmp).write_text(document, encoding="utf-8"))
     log.info("report: wrote %s (%.0f KB) in %.1f s", out, out.stat().st_size / 1024, time.perf_counter() - t0)
@@ -181,7 +181,7 @@ def results_section(folder: RunFolder) -> str:
 
 
 def run_section(folder: RunFolder) -> str:
-    from misc import plots
+    from misc.report import plots
 
     run, cfg = folder.run, folder.config
     out = []
@@ -229,7 +229,7 @@ def run_section(folder: RunFolder) -> str:
 def class_names(dataset: str, n: int) -> list[str]:
     """Names of label values 0..n-1 (VOC: background and the 20 classes; other datasets: the numbers)."""
     if dataset == "voc" and n == 21:
-        from misc.imutils import VOC_CLASS_NAMES
+        from misc.method.imutils import VOC_CLASS_NAMES
 
         return ["background", *VOC_CLASS_NAMES]
     return [str(i) for i in range(n)]
@@ -252,7 +252,7 @@ def _class_iou(value: Any) -> list[float | None] | None:
 
 
 def per_class_section(folder: RunFolder) -> str:
-    from misc import plots
+    from misc.report import plots
 
     m = folder.metrics
     series: dict[str, list[float | None]] = {}
@@ -295,7 +295,7 @@ def lookup_str(metrics: dict, *path: str) -> str:
 
 
 def training_section(folder: RunFolder) -> str:
-    from misc import plots
+    from misc.report import plots
 
     logs_dir = training_log(folder.result_dir, "x").parent
     found = [p.stem for p in sorted(logs_dir.glob("*.jsonl"))] if logs_dir.is_dir() else []
@@ -365,7 +365,7 @@ def _read_rgb(path: Path) -> np.ndarray | None:
 
 
 def _read_label(path: Path) -> np.ndarray | None:
-    from misc.imutils import read_label_png
+    from misc.method.imutils import read_label_png
 
     try:
         return read_label_png(path, num_classes=None)
@@ -414,7 +414,7 @@ class _Cells:
         self.cells.append(f"<td>{picture}{R.esc(caption)}</td>")
 
     def label(self, label: np.ndarray | None, caption: str) -> None:
-        from misc.imutils import colorize_label
+        from misc.method.imutils import colorize_label
 
         if label is not None:
             self.values |= {int(v) for v in np.unique(label)}
@@ -424,9 +424,9 @@ class _Cells:
 def voc_gallery(folder: RunFolder, n: int) -> str:
     """Train images: image | CAM of each GT class | IR label | pseudo mask | GT; val images: image | DeepLab
     without / with CRF | GT."""
-    from misc.imutils import voc_palette
-    from misc.results import load_npz
-    from misc.vis import overlay
+    from misc.method.imutils import voc_palette
+    from misc.core.io import load_npz
+    from misc.report.vis import overlay
     from voc12.layout import class_gt_path, image_path
 
     root = folder.path("voc12_root")
@@ -577,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.report_num_images is not None and a.report_num_images < 0:
         p.error(f"--report_num_images {a.report_num_images}: must be >= 0")
-    from misc.log import setup_logging
+    from misc.core.log import setup_logging
 
     setup_logging()
     try:

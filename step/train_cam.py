@@ -4,11 +4,11 @@ Data: ``--train_list`` images, random resize of the long side to ``--cam_resize_
 ``--cam_crop_size`` crop. Loss: multi-label soft margin on the GAP of each branch's raw score map, plus (from the
 second epoch) λ·mean|up(cnn) − up(vit)| with both maps upsampled to the crop (align_corners=True); the L1 term
 reaches both branches. ``--cam_loss_rule shipped`` selects the released bytecode's rule (loss1 + 0·loss2 + 5λ·L1).
-Optimiser: :class:`misc.torchutils.PolySGD`, i.e. what the original PolyOptimizer really did (plain SGD, momentum in
+Optimiser: :class:`misc.method.torchutils.PolySGD`, i.e. what the original PolyOptimizer really did (plain SGD, momentum in
 effect 1e-4, poly power 0.9), lr for the backbones and 10× for the heads.
 
 Both branches are validated each epoch. Skipping, resuming, batches over several processes, precision and the
-loss records are the shared driver's (:mod:`misc.training`).
+loss records are the shared driver's (:mod:`misc.engine.training`).
 """
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from misc.cam_loss import train_cam_losses
-from misc.distributed import DistContext, all_reduce_mean, make_loader
-from misc.fingerprint import ids_digest, source_identity
-from misc.models import build_cam_cnn, build_cam_vit, vit_kwargs
-from misc.torchutils import PolyAdamW, PolySGD, gap2d
-from misc.training import TrainJob, autocast, run_training
+from misc.method.cam_loss import train_cam_losses
+from misc.engine.distributed import DistContext, all_reduce_mean, make_loader
+from misc.core.fingerprint import ids_digest, source_identity
+from pipeline.models import build_cam_cnn, build_cam_vit, vit_kwargs
+from misc.method.torchutils import PolyAdamW, PolySGD, gap2d
+from misc.engine.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
-from dataset.facts import open_dataset
+from pipeline.datasets import open_dataset
 from voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger(__name__)

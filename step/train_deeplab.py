@@ -6,7 +6,7 @@ momentum 0.9, poly decay updated every 10 iterations, frozen batch norm, CE summ
 Trains on ``--deeplab_label_dir`` (default: the pseudo masks of make_sem_seg_labels) for ``--deeplab_train_list``
 (default train_aug, the paper's 10,582 images); refuses a ground-truth folder unless ``--allow_gt_training``.
 An iteration is one update of batch × iter_size images, whatever the number of processes. Checkpoints every
-``--deeplab_checkpoint_every`` iterations; skip / resume: the shared driver (:mod:`misc.training`).
+``--deeplab_checkpoint_every`` iterations; skip / resume: the shared driver (:mod:`misc.engine.training`).
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from misc.checkpoint import save_state_dict
-from misc.distributed import DistContext
-from misc.fingerprint import identity, ids_digest, source_identity
-from misc.models import build_deeplab, deeplab_arch
-from misc.paths import deeplab_checkpoint, label_png
-from misc.training import TrainJob, autocast, run_training
-from dataset.facts import open_dataset
+from misc.core.checkpoint import save_state_dict
+from misc.engine.distributed import DistContext
+from misc.core.fingerprint import identity, ids_digest, source_identity
+from pipeline.models import build_deeplab, deeplab_arch
+from misc.core.paths import deeplab_checkpoint, label_png
+from misc.engine.training import TrainJob, autocast, run_training
+from pipeline.datasets import open_dataset
 from voc12.dataloader import GT_FOLDERS
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class TrainDeepLabJob(TrainJob):
         return [Path(self.args.deeplab_weights_name)]
 
     def setup(self, ctx: DistContext) -> None:
-        from misc.deeplab_utils import PolynomialLR
+        from misc.method.deeplab_utils import PolynomialLR
         from net.deeplab_v2 import load_backbone_init, param_groups
         from voc12.deeplab_data import deeplab_train_dataset
 
@@ -100,7 +100,7 @@ class TrainDeepLabJob(TrainJob):
         self.ddp_modules = {"model": self.model}
 
     def loss(self, batch: dict, epoch: int) -> dict[str, torch.Tensor]:
-        from misc.deeplab_utils import msc_loss
+        from misc.method.deeplab_utils import msc_loss
 
         img = batch["img"].to(self.device, non_blocking=True)
         with autocast(self.device, self.args.amp):

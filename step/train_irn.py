@@ -4,7 +4,7 @@ Affinity targets come from the IR labels reduced ×0.25 over the radius-10 path 
 Optimiser: PolySGD (the original's real behaviour) with lr for the edge layers and 10× for the displacement layers.
 After training, ``mean_shift.running_mean`` is the mean displacement over ``--infer_list`` (top-left crops, the zero
 padding included, batch means averaged), as the original computes it. The affinity targets are built on the device
-from the reduced label maps. Skip / resume / processes: the shared driver (:mod:`misc.training`).
+from the reduced label maps. Skip / resume / processes: the shared driver (:mod:`misc.engine.training`).
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from misc.distributed import DistContext, all_reduce_mean, make_loader
-from misc.fingerprint import identity, ids_digest, source_identity
-from misc.indexing import PathIndex, affinity_labels_batch
-from misc.models import build_irn
-from misc.torchutils import PolySGD
-from misc.training import TrainJob, autocast, run_training
-from dataset.facts import open_dataset
+from misc.engine.distributed import DistContext, all_reduce_mean, make_loader
+from misc.core.fingerprint import identity, ids_digest, source_identity
+from misc.method.indexing import PathIndex, affinity_labels_batch
+from pipeline.models import build_irn
+from misc.method.torchutils import PolySGD
+from misc.engine.training import TrainJob, autocast, run_training
+from pipeline.datasets import open_dataset
 from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from misc.checkpoint import save_state_dict
-from misc.distributed import DistContext
-from misc.fingerprint import source_identity
-from misc.models import build_wsol_cnn, build_wsol_vit
-from misc.paths import wsol_heldout_ids
-from misc.training import TrainJob, autocast, run_training
+from misc.core.checkpoint import save_state_dict
+from misc.engine.distributed import DistContext
+from misc.core.fingerprint import source_identity
+from pipeline.models import build_wsol_cnn, build_wsol_vit
+from misc.core.paths import wsol_heldout_ids
+from misc.engine.training import TrainJob, autocast, run_training
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def l1_on(epoch: int, window: int) -> bool:
 @torch.no_grad()
 def evaluate(model, loader, device, args) -> dict:
     """TS-CAM metrics (fractions) of the DeiT branch on ``loader``."""
-    from misc.wsol_metrics import WSOLMeter
+    from misc.eval.wsol_metrics import WSOLMeter
 
     meter = WSOLMeter(cam_thr=args.wsol_cam_thr, size=args.wsol_image_size, box_rule=args.wsol_box_rule,
                       topk=min(5, args.wsol_num_classes))
@@ -114,7 +114,7 @@ class TrainWsolJob(TrainJob):
         meta = CUBMetadata.load(a.cub_root)
         meta.check_num_classes(a.wsol_num_classes, "--wsol_num_classes")
         if meta.num_classes != a.wsol_num_classes:
-            from misc.errors import DataError
+            from misc.core.errors import DataError
 
             raise DataError(f"{a.cub_root} has {meta.num_classes} classes but --wsol_num_classes is "
                             f"{a.wsol_num_classes}; pass --wsol_num_classes {meta.num_classes}")
@@ -173,7 +173,7 @@ class TrainWsolJob(TrainJob):
 
     def final_state_dicts(self) -> dict[Path, dict]:
         """The best epoch's weights (already written when it was reached), recorded as this run's outputs."""
-        from misc.weights import load_checkpoint
+        from misc.core.weights import load_checkpoint
 
         log.info("train_wsol: best GT-known %.4f at epoch %d (selected on %s)", self.state["best_gt_known"],
                  self.state["best_epoch"], self.args.wsol_select_on)

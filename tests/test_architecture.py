@@ -45,4 +45,4 @@ def test_each_room_imports_only_what_it_may() -> None:
 def test_no_step_imports_another_step() -> None:
     offenders = [p.name for p in (REPO_ROOT / "step").glob("*.py") if "step" in imported_packages(p)]
     assert not offenders
-    assert not (REPO_ROOT / "step" / "_models.py").exists()  # model building lives in misc/models.py
+    assert not (REPO_ROOT / "step" / "_models.py").exists()  # model building lives in pipeline/models.py

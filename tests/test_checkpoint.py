@@ -3,8 +3,8 @@ import logging
 
 import torch
 
-from misc.checkpoint import load_resume, save_state_dict
-from misc.torchutils import PolySGD
+from misc.core.checkpoint import load_resume, save_state_dict
+from misc.method.torchutils import PolySGD
 
 
 def test_resume_only_under_the_same_fingerprint(tmp_path, caplog):

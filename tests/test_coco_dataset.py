@@ -10,7 +10,7 @@ from PIL import Image
 
 from coco.dataset import (COCO_2014_CATEGORIES, COCOLayoutError, COCOSplitError, IGNORE, class_mask, coco_categories,
                           coco_image_records, instance_masks, open_coco, write_category_map)
-from misc.errors import DataError, MissingDataFileError
+from misc.core.errors import DataError, MissingDataFileError
 
 H, W = 8, 10
 
@@ -252,7 +252,7 @@ def test_synthetic_generator_writes_every_annotation_kind(tmp_path):
 
 
 def test_dataset_facts_reach_the_models_and_defaults():
-    from misc.models import build_cam_cnn, build_cam_vit, build_deeplab
+    from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab
     from run_sample import DATASET_DEFAULTS, parse_args
 
     args = parse_args(["--dataset", "coco", "--preset", "tiny"])
@@ -273,12 +273,12 @@ def test_dataset_facts_reach_the_models_and_defaults():
 
 
 def test_projection_is_logged_once_from_the_measured_time(monkeypatch, caplog):
-    import misc.runner as runner
+    import misc.engine.per_image as runner
 
     clock = iter([100.0, 102.0, 104.0, 106.0, 108.0, 110.0])
     monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
     proj = runner.Projection("make_cam", 82081, where="cuda:0, 1 process", after=2)
-    with caplog.at_level(logging.INFO, logger="misc.runner"):
+    with caplog.at_level(logging.INFO, logger="misc.engine.per_image"):
         for _ in range(4):
             proj.tick()  # the first tick starts the clock; 2 s per image after it
         proj.finish()

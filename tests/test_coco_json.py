@@ -1,4 +1,4 @@
-"""Instances as COCO JSON (misc/coco_json.py) and the make_cocoann step: RLE round trip, COCOeval values derived by
+"""Instances as COCO JSON (misc/eval/coco_json.py) and the make_cocoann step: RLE round trip, COCOeval values derived by
 hand, and the step on a tiny synthetic VOC folder."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misc.coco_json import (annotations_file, categories_from_names, coco_segm_eval, decode_mask, encode_mask,
+from misc.eval.coco_json import (annotations_file, categories_from_names, coco_segm_eval, decode_mask, encode_mask,
                             image_ids, instance_results, results_to_annotations, voc_image_id)
-from misc.errors import DataError, FlagValueError, MissingDataFileError, UserError
+from misc.core.errors import DataError, FlagValueError, MissingDataFileError, UserError
 
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCOeval's recall thresholds
 
@@ -132,7 +132,7 @@ def test_wrong_class_lowers_ap_by_the_derived_amount():
     for key in ("AP", "AP50", "AP75"):
         assert stats[key] == exactly(expected)
     assert stats["AP50_per_class"] == {"a": exactly(51 / 101), "b": exactly(0.5)}
-    from misc.instance_ap import eval_instance_segmentation_voc
+    from misc.eval.instance_ap import eval_instance_segmentation_voc
 
     voc = eval_instance_segmentation_voc([np.stack([a1, b1]), a2[None]], [np.array([0, 1]), np.array([1])],
                                          [np.array([0.9, 0.7]), np.array([0.8])],
@@ -170,7 +170,7 @@ def test_eval_summary_goes_to_the_logger_not_stdout(caplog, capsys):
 
     gt = _gt_dict()
     dets = [(i, m, c, 1.0) for i, (masks, labels) in GT_INSTANCES.items() for m, c in zip(masks, labels)]
-    with caplog.at_level(logging.INFO, logger="misc.coco_json"):
+    with caplog.at_level(logging.INFO, logger="misc.eval.coco_json"):
         coco_segm_eval(gt, _results(dets))
     assert capsys.readouterr().out == ""
     assert any("Average Precision" in r.getMessage() and "IoU=0.50 " in r.getMessage() for r in caplog.records)
@@ -196,7 +196,7 @@ def _args(root, work, *extra):
 
 def _gt_instances(root, args) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{id: (GT masks (R, H, W), 0-based labels (R,))} of the train ids."""
-    from misc.instance_ap import read_voc_instances
+    from misc.eval.instance_ap import read_voc_instances
     from voc12.dataloader import class_gt_path, object_gt_path, open_voc
 
     return {i: read_voc_instances(object_gt_path(root, i), class_gt_path(root, i))
@@ -207,8 +207,8 @@ def _write_pseudo_labels_from_gt(root, args, drop: tuple[str, int] | None = None
                                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """make_ins_seg_labels-style outputs = the GT instances (score 0.9), plus a 1-pixel fragment of score 0 in a
     corner; ``drop`` = (id, k): the GT's k-th instance of that image is left out. Returns :func:`_gt_instances`."""
-    from misc.paths import ins_seg_path
-    from misc.results import save_npz
+    from misc.core.paths import ins_seg_path
+    from misc.core.io import save_npz
 
     gts = _gt_instances(root, args)
     for img_id, (masks, labels) in gts.items():
@@ -299,8 +299,8 @@ def test_make_cocoann_on_the_real_voc_sample(real_voc_root, tmp_path, caplog):
     from pycocotools.coco import COCO
     from skimage import measure
 
-    from misc.paths import ins_seg_path
-    from misc.results import save_npz
+    from misc.core.paths import ins_seg_path
+    from misc.core.io import save_npz
     from step import make_cocoann
     from voc12.dataloader import open_voc
 
@@ -335,7 +335,7 @@ def test_make_cocoann_on_the_real_voc_sample(real_voc_root, tmp_path, caplog):
 
 
 def metrics_name(label: int) -> str:
-    from misc.imutils import VOC_CLASS_NAMES
+    from misc.method.imutils import VOC_CLASS_NAMES
 
     return VOC_CLASS_NAMES[label]
 
@@ -353,8 +353,8 @@ def test_make_cocoann_bad_input(tiny_voc, tmp_path):
     args.dataset = "cub"
     with pytest.raises(FlagValueError, match="--dataset cub"):
         make_cocoann.dataset_records(args, ["2090_000001"])
-    from misc.paths import ins_seg_path
-    from misc.results import save_npz
+    from misc.core.paths import ins_seg_path
+    from misc.core.io import save_npz
 
     args.dataset = "voc"
     save_npz(ins_seg_path(args.ins_seg_out_dir, "2090_000003"), score=np.ones(1), mask=np.ones((1, 5, 5), bool),

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from cub import dataset as D
 from cub.synthetic import class_style, make_synthetic_cub, mask_box, render_image
-from misc.wsol_metrics import WSOLMeter
+from misc.eval.wsol_metrics import WSOLMeter
 
 MEAN = torch.tensor(D.IMAGENET_MEAN)[:, None, None]
 STD = torch.tensor(D.IMAGENET_STD)[:, None, None]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from misc.imutils import TorchvisionNormalize
+from misc.method.imutils import TorchvisionNormalize
 from voc12.dataloader import (VOC12ClassificationDataset, VOC12ImageDataset,
                               VOC12SegmentationDataset, VOCLayoutError, check_voc_root, open_voc, read_image,
                               read_label_png)

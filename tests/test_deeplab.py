@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from misc.crf import crf_inference_softmax, deeplab_crf_guide, wrap_to_uint8
-from misc.deeplab_utils import PolynomialLR, logits_to_probs, msc_loss, poly_lr, resize_labels
-from misc.metrics import deeplab_scores, deeplab_scores_from_hist
-from misc.weights import PretrainedWeightsError
+from misc.method.crf import crf_inference_softmax, deeplab_crf_guide, wrap_to_uint8
+from misc.method.deeplab_utils import PolynomialLR, logits_to_probs, msc_loss, poly_lr, resize_labels
+from misc.eval.metrics import deeplab_scores, deeplab_scores_from_hist
+from misc.core.weights import PretrainedWeightsError
 from net.deeplab_v2 import (DeepLabV2MSC, build_deeplab_v2, load_backbone_init,
                             load_deeplab_checkpoint, param_groups, torchvision_to_deeplab)
 from voc12.deeplab_data import (MEAN_BGR, TRAIN_SCALES, DeepLabDataset, deeplab_eval_dataset,

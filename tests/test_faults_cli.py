@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import misc.preflight
+import pipeline.preflight
 import run_sample
-from misc.errors import OutputWriteError, UserError
+from misc.core.errors import OutputWriteError, UserError
 
 VOC_FLAGS = [flag for flag, _ in run_sample.VOC_STEPS]
 
@@ -155,14 +155,14 @@ def _read_only(folder: Path, monkeypatch) -> None:
     folder.chmod(0o555)
     if os.geteuid() != 0:
         return
-    real = misc.preflight.probe_write
+    real = pipeline.preflight.probe_write
 
     def probe(path):
         if Path(path).absolute() == folder.absolute() or folder.absolute() in Path(path).absolute().parents:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         real(path)
 
-    monkeypatch.setattr(misc.preflight, "probe_write", probe)
+    monkeypatch.setattr(pipeline.preflight, "probe_write", probe)
 
 
 def test_read_only_work_dir(tmp_path, capfd, monkeypatch):
@@ -238,7 +238,7 @@ def _enospc(*args, **kwargs):
 
 
 def test_save_state_dict_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
-    from misc.checkpoint import save_state_dict
+    from misc.core.checkpoint import save_state_dict
 
     path = tmp_path / "model.pth"
     save_state_dict({"w": torch.ones(2)}, path)
@@ -252,15 +252,15 @@ def test_save_state_dict_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_atomic_write_read_only_is_a_user_error(tmp_path):
-    from misc.results import write_json
+    from misc.core.io import write_json
 
     def denied(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    import misc.results
+    import misc.core.io
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(misc.results.os, "replace", denied)
+        mp.setattr(misc.core.io.os, "replace", denied)
         with pytest.raises(UserError, match=r"read-only file system while writing .*x\.json"):
             write_json(tmp_path / "x.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []
@@ -291,7 +291,7 @@ def test_disk_full_during_a_checkpoint_save(tmp_path, capfd, monkeypatch):
 
 
 def test_per_image_write_failure_names_the_image(tmp_path):
-    from misc.runner import PerImageTask, run_per_image
+    from misc.engine.per_image import PerImageTask, run_per_image
 
     class Full(PerImageTask):
         name = "full"
@@ -300,14 +300,14 @@ def test_per_image_write_failure_names_the_image(tmp_path):
             return tmp_path / f"{img_id}.npz"
 
         def process(self, img_id, inputs):
-            from misc.results import save_npz
+            from misc.core.io import save_npz
 
             save_npz(self.output_path(img_id), x=torch.zeros(1).numpy())
 
-    import misc.results
+    import misc.core.io
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(misc.results.Path, "write_bytes", _enospc)
+        mp.setattr(misc.core.io.Path, "write_bytes", _enospc)
         with pytest.raises(UserError, match=r"full: image '7': no space left on device while writing .*7\.npz"):
             run_per_image(Full(), ["7"])
     assert list(tmp_path.iterdir()) == []
@@ -335,8 +335,8 @@ def test_a_bug_keeps_its_traceback(tmp_path, capfd, monkeypatch):
 
 def test_user_error_classes():
     from cub.dataset import CUBDatasetError
-    from misc.training import NonFiniteLossError
-    from misc.weights import PretrainedWeightsError
+    from misc.engine.training import NonFiniteLossError
+    from misc.core.weights import PretrainedWeightsError
     from voc12.dataloader import VOCLayoutError, VOCSplitError
 
     for cls, other in ((PretrainedWeightsError, RuntimeError), (CUBDatasetError, FileNotFoundError),

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from misc.errors import CorruptOutputError, DataError, MissingDataFileError, UnreadableFileError, UserError
-from misc.results import save_npz
-from misc.runner import PerImageTask
+from misc.core.errors import CorruptOutputError, DataError, MissingDataFileError, UnreadableFileError, UserError
+from misc.core.io import save_npz
+from misc.engine.per_image import PerImageTask
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def _val_ids(root):
 def _save_png(path, arr, mode=None, palette=True):
     im = Image.fromarray(np.asarray(arr, np.uint8), mode)
     if palette and im.mode == "L":
-        from misc.imutils import voc_palette
+        from misc.method.imutils import voc_palette
 
         im.putpalette(voc_palette())
     im.save(path)
@@ -125,7 +125,7 @@ def test_mask_values_out_of_range_name_file_and_values(voc_root, bad):
 
 
 def test_confusion_meter_refuses_labels_outside_range():
-    from misc.metrics import ConfusionMeter, semantic_confusion
+    from misc.eval.metrics import ConfusionMeter, semantic_confusion
 
     gt = np.array([[0, 1], [77, -1]])
     pred = np.array([[0, 1], [1, 0]])
@@ -143,7 +143,7 @@ def test_confusion_meter_refuses_labels_outside_range():
 def test_size_mismatch_names_the_id(voc_root):
     from step.eval_cam import evaluate_seeds
     from step.eval_sem_seg import evaluate_masks
-    from misc.metrics import deeplab_scores
+    from misc.eval.metrics import deeplab_scores
     from voc12.dataloader import VOC12SegmentationDataset
 
     img_id = _val_ids(voc_root)[0]
@@ -271,8 +271,8 @@ def test_cub_truncated_image(cub_root):
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_output_problem_detects_damage(tmp_path):
-    from misc.outputs import load_output_npz, output_problem, read_output_png
-    from misc.results import save_png
+    from misc.core.outputs import load_output_npz, output_problem, read_output_png
+    from misc.core.io import save_png
 
     good = tmp_path / "a.npz"
     save_npz(good, keys=np.arange(3), cam=np.ones((3, 8, 8), np.float32))
@@ -329,7 +329,7 @@ class _Task(PerImageTask):
 
 
 def test_runner_recomputes_only_the_unreadable_output(tmp_path, caplog):
-    from misc.runner import run_per_image
+    from misc.engine.per_image import run_per_image
 
     ids = ["1", "2", "3"]
     task = _Task(tmp_path / "out")
@@ -337,7 +337,7 @@ def test_runner_recomputes_only_the_unreadable_output(tmp_path, caplog):
     before = {i: (task.output_path(i).stat().st_mtime_ns, task.output_path(i).read_bytes()) for i in ids}
     _truncate(task.output_path("2"))
     task2 = _Task(tmp_path / "out")
-    with caplog.at_level(logging.WARNING, logger="misc.runner"):
+    with caplog.at_level(logging.WARNING, logger="misc.engine.per_image"):
         summary = run_per_image(task2, ids)
     assert task2.done == ["2"] and summary.skipped == 2
     assert any("recomputing 2:" in r.getMessage() and "is unreadable" in r.getMessage() for r in caplog.records)
@@ -352,7 +352,7 @@ def test_runner_recomputes_only_the_unreadable_output(tmp_path, caplog):
 @pytest.mark.slow
 def test_pipeline_recomputes_a_corrupt_cam(tmp_path):
     import run_sample
-    from misc.outputs import output_problem
+    from misc.core.outputs import output_problem
 
     work = tmp_path / "work"
     off = [x for flag, _ in run_sample.VOC_STEPS if flag not in ("train_cam_pass", "make_cam_pass", "eval_cam_pass")

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from misc.fingerprint import Manifest, config_diff, fingerprint, identity, prepare_output_dir, write_sidecar
-from misc.results import prune_stale_metrics, save_npz, update_metrics
-from misc.runner import PerImageTask, run_per_image
+from misc.core.fingerprint import Manifest, config_diff, fingerprint, identity, prepare_output_dir, write_sidecar
+from misc.core.io import save_npz
+from misc.core.results import prune_stale_metrics, update_metrics
+from misc.engine.per_image import PerImageTask, run_per_image
 
 
 def test_fingerprint_and_diff():
@@ -107,7 +108,7 @@ def test_stale_metrics_are_dropped(tmp_path):
 
 
 def test_affinity_targets_on_device_equal_the_per_image_ones():
-    from misc.indexing import PathIndex, affinity_labels_batch, affinity_labels_from_indices
+    from misc.method.indexing import PathIndex, affinity_labels_batch, affinity_labels_from_indices
 
     rng = np.random.default_rng(0)
     pi = PathIndex(radius=5, default_size=(12, 12))

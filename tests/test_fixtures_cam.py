@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from misc.cam_loss import train_cam_losses
-from misc.torchutils import PolySGD, gap2d
+from misc.method.cam_loss import train_cam_losses
+from misc.method.torchutils import PolySGD, gap2d
 from net.deit_cam import DeiTCAM, fuse_flip_pair
 from tests.conftest import load_fixture
 

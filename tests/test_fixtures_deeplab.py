@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from misc.crf import crf_inference_softmax, deeplab_crf_guide
-from misc.deeplab_utils import PolynomialLR, logits_to_probs, msc_loss, resize_labels
-from misc.metrics import deeplab_scores
+from misc.method.crf import crf_inference_softmax, deeplab_crf_guide
+from misc.method.deeplab_utils import PolynomialLR, logits_to_probs, msc_loss, resize_labels
+from misc.eval.metrics import deeplab_scores
 from net.deeplab_v2 import build_deeplab_v2, named_param_groups
 from tests.conftest import load_fixture
 from voc12.deeplab_data import read_image_bgr, subtract_mean

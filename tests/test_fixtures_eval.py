@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from misc.metrics import gt_to_chainer, iou_from_confusion, semantic_confusion
+from misc.eval.metrics import gt_to_chainer, iou_from_confusion, semantic_confusion
 from step.eval_cam import cam_to_seed, evaluate_seeds
 from step.eval_sem_seg import evaluate_masks
 from tests.conftest import load_fixture

@@ -9,17 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from misc.imutils import pil_rescale, top_left_crop
-from misc.indexing import PathIndex, affinity_labels_from_indices, edge_to_affinity
-from misc.instances import (
+from misc.method.imutils import pil_rescale, top_left_crop
+from misc.method.indexing import PathIndex, affinity_labels_from_indices, edge_to_affinity
+from misc.method.instances import (
     cluster_centroids,
     find_centroids_with_refinement,
     ins_seg_from_cams,
     split_cams_by_instance,
 )
-from misc.ir_label import confident_argmax, make_ir_label
-from misc.crf import crf_inference_label
-from misc.random_walk import (
+from misc.method.ir_label import confident_argmax, make_ir_label
+from misc.method.crf import crf_inference_label
+from misc.method.random_walk import (
     dense_affinity,
     propagate_to_edge,
     propagate_to_edge_dense,

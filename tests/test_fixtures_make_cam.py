@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from misc.imutils import pil_rescale
+from misc.method.imutils import pil_rescale
 from step.make_cam import fuse_scales, image_cams
 from tests.conftest import load_fixture
 from voc12.dataloader import multiscale_flip_inputs

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from misc import wsol_metrics as W
+from misc.eval import wsol_metrics as W
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.fixtures

@@ -3,8 +3,8 @@ import random
 
 import numpy as np
 
-from misc import imutils
-from misc.imutils import TorchvisionNormalize
+from misc.method import imutils
+from misc.method.imutils import TorchvisionNormalize
 
 
 def _img(h, w, seed=0):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import misc.results
+import misc.core.io
 from cub import dataset as cub_dataset
 from cub.dataset import CUBMetadata, load_or_make_heldout, make_heldout_ids
 from voc12 import dataloader
@@ -204,7 +204,7 @@ def test_heldout_write_is_atomic(cub_meta, tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("killed before rename")
 
-    monkeypatch.setattr(misc.results.os, "replace", crash)
+    monkeypatch.setattr(misc.core.io.os, "replace", crash)
     with pytest.raises(OSError, match="killed before rename"):
         cub_dataset.write_id_list(path, ["2", "6"])
     monkeypatch.undo()

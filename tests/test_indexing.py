@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from misc.indexing import PathIndex, affinity_labels_from_indices, direction_path, edge_to_affinity, search_directions
-from misc.random_walk import (
+from misc.method.indexing import PathIndex, affinity_labels_from_indices, direction_path, edge_to_affinity, search_directions
+from misc.method.random_walk import (
     BandedTransition,
     dense_affinity,
     pair_affinities,

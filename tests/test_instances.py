@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from misc.instance_ap import (
+from misc.eval.instance_ap import (
     eval_instance_segmentation_voc,
     instances_from_maps,
     mask_iou,
     read_voc_instances,
 )
-from misc.instances import (
+from misc.method.instances import (
     cluster_centroids,
     detect_instance,
     find_centroids_with_refinement,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from misc.indexing import PathIndex, affinity_labels_from_indices
-from misc.ir_label import confident_argmax, make_ir_label, padded_keys
+from misc.method.indexing import PathIndex, affinity_labels_from_indices
+from misc.method.ir_label import confident_argmax, make_ir_label, padded_keys
 from net.resnet50_irn import (
     AffinityDisplacementLoss,
     EdgeDisplacement,

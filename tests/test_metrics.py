@@ -1,7 +1,7 @@
 """Confusion / mIoU with the original (chainercv, deeplab-pytorch) semantics, on hand-made cases."""
 import numpy as np
 
-from misc.metrics import (ConfusionMeter, deeplab_scores, fp_fn_rates, gt_to_chainer, iou_from_confusion, miou,
+from misc.eval.metrics import (ConfusionMeter, deeplab_scores, fp_fn_rates, gt_to_chainer, iou_from_confusion, miou,
                           semantic_confusion)
 
 

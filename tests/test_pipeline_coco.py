@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import run_sample
-from misc.results import load_npz
+from misc.core.io import load_npz
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_cocoann_exports_official_ids_and_scores_against_the_official_instances(
 
     work, argv, index = coco_run
     args = run_sample.parse_args(argv)
-    from misc.paths import cocoann_annotations, cocoann_ground_truth
+    from misc.core.paths import cocoann_annotations, cocoann_ground_truth
 
     ids = index.ids(args.infer_list)
     pseudo = COCO(str(cocoann_annotations(args, args.infer_list)))

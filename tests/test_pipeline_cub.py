@@ -27,7 +27,7 @@ def test_wsol_training_and_reload(cub_run):
     held = (work / "result" / "wsol" / "heldout_ids.txt").read_text().split()
     assert len(held) == 3  # one per class in the tiny preset
     args = run_sample.parse_args(argv)
-    from misc.models import build_wsol_cnn, build_wsol_vit
+    from pipeline.models import build_wsol_cnn, build_wsol_vit
 
     vit = build_wsol_vit(args, pretrained=False)
     vit.load_state_dict(torch.load(args.wsol_weights_name, weights_only=True), strict=True)

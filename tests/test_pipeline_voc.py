@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import run_sample
-from misc.results import load_npz
+from misc.core.io import load_npz
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +50,12 @@ def test_training_losses_fall_and_checkpoints_reload(tiny_run):
     assert epochs[-1]["loss_cls_vit"] < epochs[0]["loss_cls_vit"]
     assert epochs[-1]["loss_cls_cnn"] < epochs[0]["loss_cls_cnn"]
     args = run_sample.parse_args(argv)
-    from misc.models import build_cam_cnn, build_cam_vit
+    from pipeline.models import build_cam_cnn, build_cam_vit
 
     for build, path in ((build_cam_vit, args.cam2_weights_name), (build_cam_cnn, args.cam1_weights_name)):
         model = build(args, pretrained=False)
         model.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    from misc.models import load_irn
+    from pipeline.models import load_irn
 
     load_irn(args, torch.device("cpu"))
     assert metrics["train_irn"]["epochs"][0]["total"] > 0
@@ -166,6 +166,6 @@ def test_identical_rerun_skips_training_then_changed_flag_recomputes_only_what_i
     manifest = json.loads((work / "result" / "sem_seg" / ".crt_manifest.json").read_text())
     assert manifest["config"]["beta"] == 8
     metrics = json.loads((work / "result" / "metrics.json").read_text())
-    from misc.fingerprint import identity
+    from misc.core.fingerprint import identity
 
     assert metrics["eval_sem_seg"]["inputs"][str(work / "result" / "sem_seg")] == identity(work / "result" / "sem_seg")

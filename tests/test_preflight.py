@@ -1,4 +1,4 @@
-"""misc.preflight: every pretrained source of the planned steps is checked in seconds, all problems in one error."""
+"""pipeline.preflight: every pretrained source of the planned steps is checked in seconds, all problems in one error."""
 from __future__ import annotations
 
 import http.server
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from misc.preflight import check_pretrained_sources, needs_for
-from misc.weights import PretrainedWeightsError
+from pipeline.preflight import check_pretrained_sources, needs_for
+from misc.core.weights import PretrainedWeightsError
 from run_sample import parse_args
 from tests.test_weights_official import official_weights
 
@@ -52,7 +52,7 @@ def test_official_files_pass_at_real_widths_in_seconds(official, caplog) -> None
     args = _good_args(official)
     check_pretrained_sources(args, VOC_TRAIN + ["step.make_cam", "step.eval_cam"])
     start = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="misc.preflight"):
+    with caplog.at_level(logging.INFO, logger="pipeline.preflight"):
         check_pretrained_sources(args, VOC_TRAIN)
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"preflight took {elapsed:.1f} s at real widths"
@@ -151,7 +151,7 @@ def test_uncached_timm_name_with_reachable_hub_passes(empty_caches, monkeypatch,
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        with caplog.at_level(logging.INFO, logger="misc.preflight"):
+        with caplog.at_level(logging.INFO, logger="pipeline.preflight"):
             check_pretrained_sources(parse_args([]), ["step.train_irn"])
     finally:
         server.shutdown()
@@ -181,7 +181,7 @@ def test_cached_timm_name_is_checked_like_a_file(empty_caches, monkeypatch) -> N
 
 def test_bare_timm_name_warns_about_other_weights(empty_caches, monkeypatch, caplog) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with caplog.at_level(logging.WARNING, logger="misc.weights"), pytest.raises(PretrainedWeightsError):
+    with caplog.at_level(logging.WARNING, logger="misc.core.weights"), pytest.raises(PretrainedWeightsError):
         check_pretrained_sources(parse_args(["--irn_pretrained", "resnet50", "--deit_pretrained",
                                              "deit_small_patch16_224", "--cam_cnn_pretrained", "resnet152.tv_in1k"]),
                                  ["step.train_irn", "step.train_cam"])
@@ -193,11 +193,11 @@ def test_bare_timm_name_warns_about_other_weights(empty_caches, monkeypatch, cap
 
 def test_meta_models_match_the_step_builders() -> None:
     """The preflight's receiving models (built on meta) have the keys and shapes of the steps' real models."""
-    from misc.preflight import _meta_state
+    from pipeline.preflight import _meta_state
     from net.deeplab_v2 import build_deeplab_v2
     from net.deit_cam import DeiTCAM
     from net.resnet import build_resnet
-    from misc.models import build_cam_cnn, build_cam_vit, build_deeplab, build_wsol_vit
+    from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab, build_wsol_vit
 
     args = parse_args(["--demo"])
     shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731

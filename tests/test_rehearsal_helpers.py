@@ -21,8 +21,8 @@ def _voc_log(kind: str, torchrun: bool = False) -> str:
     def training(step: str, redo: bool) -> None:
         for _ in range(ranks):
             lines.append(f"00:00:01 INFO crt: step.{step}: start Mon")
-            lines.append(f"00:00:01 INFO misc.training: {step}: saved /w/sess/x.pth" if redo else
-                         f"00:00:01 INFO misc.training: {step}: up to date (same configuration abc, outputs in "
+            lines.append(f"00:00:01 INFO misc.engine.training: {step}: saved /w/sess/x.pth" if redo else
+                         f"00:00:01 INFO misc.engine.training: {step}: up to date (same configuration abc, outputs in "
                          "place): skipped")
             lines.append(f"00:00:02 INFO crt: step.{step}: done in 3.5 s")
 
@@ -34,7 +34,7 @@ def _voc_log(kind: str, torchrun: bool = False) -> str:
             for r in range(n):
                 share = total // n
                 done = share if redo else 0
-                lines.append(f"00:00:02 INFO misc.runner: {task}: {done} processed, {share - done} skipped in 1.0 s")
+                lines.append(f"00:00:02 INFO misc.engine.per_image: {task}: {done} processed, {share - done} skipped in 1.0 s")
         for r in range(ranks):
             lines.append(f"00:00:03 INFO crt: step.{step}: done in {10 + r}.0 s")
 
@@ -53,9 +53,9 @@ def _voc_log(kind: str, torchrun: bool = False) -> str:
     metric("eval_sem_seg")
     training("train_deeplab", full or changed)
     lines.append("00:00:01 INFO crt: step.eval_deeplab: start Mon")
-    lines.append(f"00:00:02 INFO misc.runner: deeplab_logits: {2 if full or changed else 0} processed, "
+    lines.append(f"00:00:02 INFO misc.engine.per_image: deeplab_logits: {2 if full or changed else 0} processed, "
                  f"{0 if full or changed else 2} skipped in 1.0 s")
-    lines.append("progress 50%\rprogress 100%\r" + f"00:00:02 INFO misc.runner: deeplab_crf: "
+    lines.append("progress 50%\rprogress 100%\r" + f"00:00:02 INFO misc.engine.per_image: deeplab_crf: "
                  f"{2 if full or changed else 0} processed, {0 if full or changed else 2} skipped in 1.0 s")
     lines.append("00:00:03 INFO crt: step.eval_deeplab: done in 4.0 s")
     per_image("export_deeplab_test", {"export_deeplab_test": 2}, full or changed)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import run_sample
-from misc import report as R
+from misc.report import html as R
 from tests.conftest import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -283,14 +283,14 @@ def test_comparability_rules():
 
 
 def test_warnings_are_collected_from_this_process_and_its_children(tmp_path):
-    from misc.log import WARNINGS_ENV, collect_warnings
+    from misc.core.log import WARNINGS_ENV, collect_warnings
 
     path = tmp_path / "warnings.jsonl"
     log = logging.getLogger("crt.test_report")
     with collect_warnings(path):
         log.warning("a %s warning", "formatted")
         log.info("not recorded")
-        code = ("import logging; from misc.log import setup_logging; setup_logging(); "
+        code = ("import logging; from misc.core.log import setup_logging; setup_logging(); "
                 "logging.getLogger('child').error('from a child')")
         subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, capture_output=True)
     log.warning("after the run: not recorded")
@@ -302,7 +302,7 @@ def test_warnings_are_collected_from_this_process_and_its_children(tmp_path):
 
 
 def test_plots_draw_degenerate_inputs():
-    from misc import plots
+    from misc.report import plots
 
     for png in (plots.training_curves([{"update": 1, "epoch": 1, "total": None, "lr": []}]),
                 plots.training_curves([{"update": 1, "epoch": 1, "total": 2.0}]),
@@ -314,7 +314,7 @@ def test_plots_draw_degenerate_inputs():
 def test_a_run_that_stops_records_why_and_its_report_shows_it(tmp_path, monkeypatch):
     import types
 
-    from misc.training import NonFiniteLossError
+    from misc.engine.training import NonFiniteLossError
 
     def nan_step(args):
         logging.getLogger("step.fake").warning("recomputing 2007_000032: unreadable")

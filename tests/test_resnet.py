@@ -7,7 +7,7 @@ import torchvision
 
 from net.resnet import FixedBatchNorm, build_resnet, load_resnet_imagenet
 from net.resnet_cam import ResNetCAM, resnet_cam_cub
-from misc.weights import PretrainedWeightsError
+from misc.core.weights import PretrainedWeightsError
 
 
 def _randomise_bn(model: torch.nn.Module) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import run_sample
-from misc.runner import PerImageTask, parse_shard, run_per_image
+from misc.engine.per_image import PerImageTask, parse_shard, run_per_image
 from tests.conftest import REPO_ROOT
 
 
@@ -100,7 +100,7 @@ def test_dry_run_writes_nothing(tmp_path):
 def test_tee_captures_children_and_stderr(tmp_path):
     code = (
         "import os, subprocess, sys\n"
-        "from misc.log import tee_output\n"
+        "from misc.core.log import tee_output\n"
         "with tee_output(sys.argv[1], 'HEADER'):\n"
         "    print('from-stdout', flush=True)\n"
         "    print('from-stderr', file=sys.stderr, flush=True)\n"

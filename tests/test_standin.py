@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tools.standin_data import STANDIN_STYLES, StandinConfig, make_standin_set, render_standin, image_rng
-from misc.weights import PretrainedWeightsError
+from misc.core.weights import PretrainedWeightsError
 from run_sample import parse_args
 from tests.conftest import REPO_ROOT
 
@@ -133,7 +133,7 @@ def _cub_args(folder: Path, *extra: str):
 
 
 def _file_state(path: Path) -> dict[str, torch.Tensor]:
-    from misc.weights import load_checkpoint
+    from misc.core.weights import load_checkpoint
 
     return load_checkpoint(path)
 
@@ -161,11 +161,11 @@ def folder(request, tiny) -> Path:
 
 
 def test_voc_demo_models_load_standin_weights_strictly(folder) -> None:
-    from misc.indexing import PathIndex
+    from misc.method.indexing import PathIndex
     from net.deeplab_v2 import load_backbone_init, torchvision_to_deeplab
-    from misc.models import build_cam_cnn, build_cam_vit
-    from misc.models import build_deeplab
-    from misc.models import build_irn
+    from pipeline.models import build_cam_cnn, build_cam_vit
+    from pipeline.models import build_deeplab
+    from pipeline.models import build_irn
 
     args = _voc_args(folder)
     assert (args.vit_embed_dim, args.vit_depth, args.vit_num_heads, args.vit_patch_size, args.vit_tile_size) == \
@@ -194,7 +194,7 @@ def test_voc_demo_models_load_standin_weights_strictly(folder) -> None:
 
 
 def test_cub_demo_models_load_standin_weights_strictly(folder) -> None:
-    from misc.models import build_wsol_cnn, build_wsol_vit
+    from pipeline.models import build_wsol_cnn, build_wsol_vit
 
     args = _cub_args(folder)
     vit = build_wsol_vit(args, pretrained=True)
@@ -206,16 +206,16 @@ def test_cub_demo_models_load_standin_weights_strictly(folder) -> None:
 
 
 def test_preflight_accepts_standin_weights(folder) -> None:
-    from misc.preflight import check_pretrained_sources
+    from pipeline.preflight import check_pretrained_sources
 
     check_pretrained_sources(_voc_args(folder), ["step.train_cam", "step.train_irn", "step.train_deeplab"])
     check_pretrained_sources(_cub_args(folder), ["step.train_wsol"])
 
 
 def test_standin_weights_into_wrong_shapes_fail(folder) -> None:
-    from misc.preflight import check_pretrained_sources
-    from misc.models import build_cam_cnn, build_cam_vit
-    from misc.models import build_wsol_vit
+    from pipeline.preflight import check_pretrained_sources
+    from pipeline.models import build_cam_cnn, build_cam_vit
+    from pipeline.models import build_wsol_vit
 
     with pytest.raises(PretrainedWeightsError, match=r"--cam_cnn_pretrained.*--cam_cnn_width"):
         build_cam_cnn(_voc_args(folder, "--cam_cnn_width", "64"), pretrained=True)

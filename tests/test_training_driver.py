@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from misc.distributed import DistContext, GlobalBatchSampler, split_counts
-from misc.training import NonFiniteLossError, TrainJob, run_training, split_batch
+from misc.engine.distributed import DistContext, GlobalBatchSampler, split_counts
+from misc.engine.training import NonFiniteLossError, TrainJob, run_training, split_batch
 
 
 # ------------------------------------------------------------------ batch arithmetic

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from misc.weights import PretrainedWeightsError, load_checkpoint, load_pretrained, unwrap_state_dict
+from misc.core.weights import PretrainedWeightsError, load_checkpoint, load_pretrained, unwrap_state_dict
 
 
 def test_unwrap_model_and_module_prefix(tmp_path):
@@ -82,11 +82,11 @@ def test_cached_name_loads_offline(empty_hub):
 def test_warning_when_timm_resolves_to_other_weights(caplog):
     import logging
 
-    from misc.weights import resolve_timm_weights, warn_if_not_original
+    from misc.core.weights import resolve_timm_weights, warn_if_not_original
 
     assert resolve_timm_weights("resnet152").resolved == "resnet152.a1h_in1k"
     assert resolve_timm_weights("deit_small_patch16_224").resolved == "deit_small_patch16_224.fb_in1k"
-    with caplog.at_level(logging.INFO, logger="misc.weights"):
+    with caplog.at_level(logging.INFO, logger="misc.core.weights"):
         warn_if_not_original("resnet152", "resnet152.tv_in1k", "--cam_cnn_pretrained")
         warn_if_not_original("resnet152.tv2_in1k", "resnet152.tv_in1k", "--cam_cnn_pretrained")
         warn_if_not_original("resnet152.tv_in1k", "resnet152.tv_in1k", "--cam_cnn_pretrained")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.official_weights import FILENAMES, write_official_weights
-from misc.weights import PretrainedWeightsError
+from misc.core.weights import PretrainedWeightsError
 from run_sample import parse_args
 from tests.conftest import fixtures_dir
 
@@ -80,7 +80,7 @@ def test_files_are_deterministic(official, tmp_path) -> None:
 
 # ------------------------------------------------------------------------------------------------ real loaders
 def test_deit_official_file_through_train_cam_builder(official) -> None:
-    from misc.models import build_cam_vit
+    from pipeline.models import build_cam_vit
 
     args = parse_args(["--deit_pretrained", str(official["deit_small"])])
     model = build_cam_vit(args, pretrained=True)
@@ -92,7 +92,7 @@ def test_deit_official_file_through_train_cam_builder(official) -> None:
 
 
 def test_deit_and_resnet50_official_files_through_train_wsol_builders(official) -> None:
-    from misc.models import build_wsol_cnn, build_wsol_vit
+    from pipeline.models import build_wsol_cnn, build_wsol_vit
 
     args = parse_args(["--dataset", "cub", "--deit_pretrained", str(official["deit_small"]),
                        "--cam_cnn_pretrained", str(official["resnet50"])])
@@ -105,7 +105,7 @@ def test_deit_and_resnet50_official_files_through_train_wsol_builders(official) 
 
 
 def test_resnet152_official_file_through_train_cam_builder(official) -> None:
-    from misc.models import build_cam_cnn
+    from pipeline.models import build_cam_cnn
 
     args = parse_args(["--cam_cnn_pretrained", str(official["resnet152"])])
     model = build_cam_cnn(args, pretrained=True)
@@ -117,8 +117,8 @@ def test_resnet152_official_file_through_train_cam_builder(official) -> None:
 
 
 def test_resnet50_official_file_through_train_irn_builder(official) -> None:
-    from misc.indexing import PathIndex
-    from misc.models import build_irn
+    from misc.method.indexing import PathIndex
+    from pipeline.models import build_irn
 
     args = parse_args(["--irn_pretrained", str(official["resnet50"])])
     model = build_irn(args, PathIndex(radius=10, default_size=(32, 32)))
@@ -129,7 +129,7 @@ def test_resnet50_official_file_through_train_irn_builder(official) -> None:
 
 def test_deeplab_coco_and_imagenet_files_through_train_deeplab(official) -> None:
     from net.deeplab_v2 import load_backbone_init
-    from misc.models import build_deeplab
+    from pipeline.models import build_deeplab
 
     args = parse_args(["--deeplab_init", str(official["deeplab_coco"])])
     model = build_deeplab(args)
@@ -147,7 +147,7 @@ def test_deeplab_coco_and_imagenet_files_through_train_deeplab(official) -> None
 
 # ------------------------------------------------------------------------------------------------ failures
 def test_resnet_file_given_as_deit_fails_naming_flag_and_file(official) -> None:
-    from misc.models import build_cam_vit
+    from pipeline.models import build_cam_vit
 
     args = parse_args(["--deit_pretrained", str(official["resnet50"])])
     with pytest.raises(PretrainedWeightsError) as err:
@@ -158,7 +158,7 @@ def test_resnet_file_given_as_deit_fails_naming_flag_and_file(official) -> None:
 
 
 def test_resnet_file_of_another_depth_fails(official) -> None:
-    from misc.models import build_cam_cnn
+    from pipeline.models import build_cam_cnn
 
     args = parse_args(["--cam_cnn_pretrained", str(official["resnet50"])])  # default --cam_cnn_depth 152
     with pytest.raises(PretrainedWeightsError, match=r"--cam_cnn_pretrained.*resnet50-19c8e357\.pth.*ResNet-50"):

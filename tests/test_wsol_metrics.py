@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from misc import wsol_metrics as W
+from misc.eval import wsol_metrics as W
 
 S = 224
 

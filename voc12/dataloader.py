@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from misc import imutils
-from misc.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
-from misc.fingerprint import index_cache_mismatch
-from misc.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
-from misc.imutils import voc_palette
-from misc.results import atomic_write
+from misc.method import imutils
+from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
+from misc.core.fingerprint import index_cache_mismatch
+from misc.method.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
+from misc.method.imutils import voc_palette
+from misc.core.io import atomic_write
 from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class VOCIndex:
     splits: dict[str, list[str]]
     labels: dict[str, np.ndarray] = field(repr=False)
 
-    # the dataset facts every step reads through ``dataset.facts`` (the same names on :class:`coco.dataset.COCOIndex`)
+    # the dataset facts every step reads through ``pipeline.datasets`` (the same names on :class:`coco.dataset.COCOIndex`)
     name = "voc"
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
@@ -168,7 +168,7 @@ class VOCIndex:
 
     def check_ids(self, ids: Sequence[str], list_arg: str, labels: bool = True, images: bool = True) -> list[str]:
         """``ids`` (of ``list_arg``) unchanged, after checking that each has an image-level label
-        (:class:`~misc.errors.DataError`) and a JPEG (:class:`~misc.errors.MissingDataFileError`); every
+        (:class:`~misc.core.errors.DataError`) and a JPEG (:class:`~misc.core.errors.MissingDataFileError`); every
         offending id is counted, the first ones named."""
         if labels:
             unlabelled = [i for i in ids if i not in self.labels]
@@ -201,7 +201,7 @@ class VOCIndex:
 
     def gt_instances(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(masks (R, H, W) bool, labels (R,) int32 0-based) from SegmentationObject + SegmentationClass."""
-        from misc.instance_ap import read_voc_instances
+        from misc.eval.instance_ap import read_voc_instances
 
         return read_voc_instances(object_gt_path(self.root, img_id), class_gt_path(self.root, img_id))
 
@@ -359,7 +359,7 @@ def read_image(path: str | os.PathLike, img_id: str | None = None) -> np.ndarray
 
 def check_same_size(img_id: str, label: np.ndarray, label_path: Path, img_shape: Sequence[int], img_path: Path,
                     what: str = "mask") -> None:
-    """:class:`~misc.errors.DataError` naming the id and both files when ``label`` is not ``img_shape[:2]``."""
+    """:class:`~misc.core.errors.DataError` naming the id and both files when ``label`` is not ``img_shape[:2]``."""
     if tuple(label.shape[:2]) != tuple(img_shape[:2]):
         raise DataError(
             f"image id {img_id!r}: the {what} {label_path} is {label.shape[0]}x{label.shape[1]} (HxW) but the image "
@@ -489,7 +489,7 @@ class VOC12SegmentationDataset(Dataset):
 class VOC12AffinityDataset(VOC12SegmentationDataset):
     """Segmentation crop + ``label_reduced``: the label reduced ×0.25 (PIL nearest), (h, w) uint8.
 
-    train_irn turns it into the affinity targets on the device (:func:`misc.indexing.affinity_labels_batch`).
+    train_irn turns it into the affinity targets on the device (:func:`misc.method.indexing.affinity_labels_batch`).
     """
 
     def __getitem__(self, idx: int) -> dict:

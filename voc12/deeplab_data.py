@@ -36,7 +36,7 @@ def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     """``cv2.imread(path, IMREAD_COLOR)`` as float32 (H, W, 3) BGR; a clear error when the file is unreadable."""
     import cv2
 
-    from misc.errors import MissingDataFileError, UnreadableFileError
+    from misc.core.errors import MissingDataFileError, UnreadableFileError
 
     path = os.fspath(path)
     if not os.path.isfile(path):

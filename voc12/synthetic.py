@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from misc.imutils import VOC_CLASS_NAMES, voc_palette
+from misc.method.imutils import VOC_CLASS_NAMES, voc_palette
 
 log = logging.getLogger(__name__)
 

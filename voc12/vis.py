@@ -1,14 +1,14 @@
 """The pictures of the steps: CAM overlays (eval_cam) and label-map panels (make_sem_seg_labels, eval_deeplab); ``voc``
-is the dataset's index (VOC or COCO, :mod:`dataset.facts`)."""
+is the dataset's index (VOC or COCO, :mod:`pipeline.datasets`)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from misc.imutils import colorize_label
-from misc.paths import cam_path, label_png
-from misc.results import load_npz
-from misc.vis import hstack, overlay, save_rgb
+from misc.method.imutils import colorize_label
+from misc.core.paths import cam_path, label_png
+from misc.core.io import load_npz
+from misc.report.vis import hstack, overlay, save_rgb
 from voc12.dataloader import read_image, read_label_png
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from misc.fingerprint import config_diff
-from misc.results import atomic_write
+from misc.core.fingerprint import config_diff
+from misc.core.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 def save_state_dict(state: dict, path: str | Path) -> None:
     """Atomic ``torch.save`` (tensors and plain containers only: loadable with ``weights_only=True``).
 
-    No space / no permission: :class:`misc.errors.OutputWriteError` naming ``path``, no temp file left behind and an
-    earlier checkpoint at ``path`` unchanged (see :func:`misc.results.atomic_write`)."""
+    No space / no permission: :class:`misc.core.errors.OutputWriteError` naming ``path``, no temp file left behind and an
+    earlier checkpoint at ``path`` unchanged (see :func:`misc.core.io.atomic_write`)."""
     buf = io.BytesIO()  # serialised in memory: the same bytes whatever the temp file's name
 
     def write(tmp: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from misc.torchutils import gap2d
+from misc.method.torchutils import gap2d
 
 
 def train_cam_losses(cam_cnn: torch.Tensor, cam_vit: torch.Tensor, labels: torch.Tensor, epoch: int,

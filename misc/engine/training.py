@@ -7,7 +7,7 @@ same way for every step:
 * **skip or resume**: a finished run of the same configuration is skipped (its weights are up to date); an
   interrupted one resumes from its last checkpoint, RNG states and loss history included; a run of another
   configuration starts from scratch, logging which flags differ.
-* **batches**: one global batch per update (:class:`misc.distributed.GlobalBatchSampler`) whatever the number of
+* **batches**: one global batch per update (:class:`misc.engine.distributed.GlobalBatchSampler`) whatever the number of
   processes, split into micro-batches of at most ``micro_batch`` images (gradient accumulation, DDP ``no_sync``
   until the last one); each micro-batch's loss is weighted by its share of the global batch, so 1 to 8
   processes make the same update as the original's one GPU.
@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from misc.checkpoint import load_resume, save_state_dict
-from misc.distributed import DistContext, barrier, launch, make_loader
-from misc.errors import FlagValueError, UserError
-from misc.fingerprint import canonical, config_diff, fingerprint, write_sidecar
-from misc.paths import training_log
-from misc.results import atomic_write, update_metrics, write_json
-from misc.torchutils import autocast
+from misc.core.checkpoint import load_resume, save_state_dict
+from misc.engine.distributed import DistContext, barrier, launch, make_loader
+from misc.core.errors import FlagValueError, UserError
+from misc.core.fingerprint import canonical, config_diff, fingerprint, write_sidecar
+from misc.core.paths import training_log
+from misc.core.io import atomic_write, write_json
+from misc.core.results import update_metrics
+from misc.method.torchutils import autocast
 
 log = logging.getLogger(__name__)
 __all__ = ["TrainJob", "run_training", "autocast", "seed_everything", "NonFiniteLossError", "split_batch"]
@@ -121,12 +122,12 @@ class TrainJob:
         return Path(self.args.sess_dir)
 
     def state_path(self) -> Path:
-        from misc.paths import training_state
+        from misc.core.paths import training_state
 
         return training_state(self.sess_dir, self.name)
 
     def resume_path(self) -> Path:
-        from misc.paths import training_resume
+        from misc.core.paths import training_resume
 
         return training_resume(self.sess_dir, self.name)
 
@@ -154,7 +155,7 @@ def up_to_date(job: TrainJob, fp: str) -> bool:
 
 
 def run_training(job_cls: type[TrainJob], args) -> None:
-    """Skip when up to date, else run ``job_cls`` in every process (see :func:`misc.distributed.launch`)."""
+    """Skip when up to date, else run ``job_cls`` in every process (see :func:`misc.engine.distributed.launch`)."""
     job = job_cls(args)
     config = job.config()
     fp = fingerprint(config)
@@ -210,7 +211,7 @@ def split_batch(batch: dict, sizes: list[int]) -> list[dict]:
 def _micro_sizes(n: int, micro_batch: int | None) -> list[int]:
     if not micro_batch or n <= micro_batch:
         return [n]
-    from misc.distributed import split_counts
+    from misc.engine.distributed import split_counts
 
     return split_counts(n, math.ceil(n / micro_batch))
 
@@ -297,7 +298,7 @@ def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContex
 
     update = start
     t0, seen = time.perf_counter(), 0
-    from misc.runner import Projection
+    from misc.engine.per_image import Projection
 
     projection = Projection(job.name, total, unit="update", after=10, enabled=ctx.is_main,
                             where=f"{device}, {ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, "

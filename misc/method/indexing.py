@@ -1,4 +1,4 @@
-"""Path indices between pixel pairs and affinities along those paths (docs/networks.md#path-indices, IRNet ``misc/indexing.py``).
+"""Path indices between pixel pairs and affinities along those paths (docs/networks.md#path-indices, IRNet ``misc/method/indexing.py``).
 
 A :class:`PathIndex` lists, for every source pixel of a feature map, its neighbours within ``radius`` ("search
 directions", all in the lower half-plane so that each unordered pair appears once) and the pixels on the straight
@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from misc.imutils import VOC_NUM_LABELS
+from misc.method.imutils import VOC_NUM_LABELS
 
 __all__ = [
     "PathIndex",

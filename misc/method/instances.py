@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from skimage import measure
 
-from misc.imutils import compress_range
-from misc.random_walk import propagate_to_edge, upsample_and_normalise
+from misc.method.imutils import compress_range
+from misc.method.random_walk import propagate_to_edge, upsample_and_normalise
 
 __all__ = [
     "to_one_hot",

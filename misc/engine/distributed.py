@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from misc.errors import FlagValueError, UserError
+from misc.core.errors import FlagValueError, UserError
 
 
 class DeviceUnavailableError(UserError, RuntimeError):
@@ -77,7 +77,7 @@ def _free_port() -> int:
 def _spawned(rank: int, world: int, port: int, fn: Callable, args) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
-    from misc.log import setup_logging
+    from misc.core.log import setup_logging
 
     setup_logging()
     ctx = init_from_env(args.device)

@@ -6,11 +6,11 @@ one such device (:class:`Projection`, also used by the training driver and the e
 A step supplies a :class:`PerImageTask` (where an id's output goes, what shapes it, how to load its inputs, how to
 compute and write it). The runner takes care of the rest: the id list and ``--shard K/N``, the output folder's
 manifest (outputs of another configuration are removed before any new one is written: see
-:func:`misc.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``; an output that
-exists but cannot be read, see :func:`misc.outputs.output_problem`, is logged and recomputed), the split over
+:func:`misc.core.fingerprint.prepare_output_dir`), skipping ids already done (unless ``overwrite``; an output that
+exists but cannot be read, see :func:`misc.core.outputs.output_problem`, is logged and recomputed), the split over
 GPUs (one process per device) or CPU processes, a progress bar, and an error that names the id when one image
-fails (a :class:`~misc.errors.UserError` of a task, whose message names the file, is raised as is). Tasks write
-their outputs atomically (``misc.results``), so an interrupted run leaves no half-written file and a rerun
+fails (a :class:`~misc.core.errors.UserError` of a task, whose message names the file, is raised as is). Tasks write
+their outputs atomically (``misc.core.io``), so an interrupted run leaves no half-written file and a rerun
 completes whatever is missing.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from misc.errors import FlagValueError, UserError, os_error_message
+from misc.core.errors import FlagValueError, UserError, os_error_message
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class PerImageTask:
     def output_problem(self, img_id: str) -> str | None:
         """Why the existing output of ``img_id`` cannot be used (``None``: it is intact, the id is done).
 
-        Cheap: reads headers, not the arrays (:func:`misc.outputs.output_problem`)."""
-        from misc.outputs import output_problem
+        Cheap: reads headers, not the arrays (:func:`misc.core.outputs.output_problem`)."""
+        from misc.core.outputs import output_problem
 
         return output_problem(self.output_path(img_id), self.output_keys)
 
@@ -166,7 +166,7 @@ def _first(batch):
 def _work(rank: int, task: PerImageTask, shares: list[list[str]], devices: list[str], loader_workers: int,
           threads: int, total: int = 0) -> None:
     if rank > 0 or len(shares) > 1:
-        from misc.log import setup_logging
+        from misc.core.log import setup_logging
 
         setup_logging()
     torch.set_num_threads(max(1, threads))
@@ -239,7 +239,7 @@ def run_per_image(
     ``split_ranks``: under torchrun, each rank takes every WORLD_SIZE-th id on its own GPU (False: this process does
     all of them, e.g. inside a step that runs on rank 0 only).
     """
-    from misc.distributed import barrier, process_rank
+    from misc.engine.distributed import barrier, process_rank
 
     t0 = time.perf_counter()
     k, n = parse_shard(shard)
@@ -248,7 +248,7 @@ def run_per_image(
     rank, world = process_rank()
     config = task.config()
     if config is not None and (rank == 0 or not split_ranks):
-        from misc.fingerprint import prepare_output_dir
+        from misc.core.fingerprint import prepare_output_dir
 
         # a shard never clears the folder for --overwrite (other shards' outputs live there): it redoes its own ids
         prepare_output_dir(task.out_dir, task.name, config, (task.suffix,), overwrite=overwrite and n == 1)

@@ -1,5 +1,5 @@
 """Per-image tasks that two steps share (docs/architecture.md): they live here, not in a step. They take the
-dataset's index (``voc``: a VOC or COCO index of :mod:`dataset.facts`) and read images through it.
+dataset's index (``voc``: a VOC or COCO index of :mod:`pipeline.datasets`) and read images through it.
 
 - :class:`IRNetTask`: image + CAMs in, IRNet's (edge, displacement) on the device; make_sem_seg_labels and
   make_ins_seg_labels subclass it.
@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misc.fingerprint import identity
-from misc.models import deeplab_arch, load_deeplab, load_irn
-from misc.outputs import load_output_npz
-from misc.paths import cam_path, per_image
-from misc.results import save_npz
-from misc.runner import PerImageTask
-from misc.torchutils import autocast
+from misc.core.fingerprint import identity
+from pipeline.models import deeplab_arch, load_deeplab, load_irn
+from misc.core.outputs import load_output_npz
+from misc.core.paths import cam_path, per_image
+from misc.core.io import save_npz
+from misc.engine.per_image import PerImageTask
+from misc.method.torchutils import autocast
 from voc12.dataloader import multiscale_flip_inputs, read_image
 
 WALK_RADIUS = 5  # the random walk's radius (make_sem_seg_labels, make_ins_seg_labels)
@@ -105,6 +105,6 @@ class DeepLabLogitsTask(PerImageTask):
 
 def probs_from_logits(logits_npz: dict) -> np.ndarray:
     """Softmax of the logits bilinearly resized to the image size (C + 1, H, W)."""
-    from misc.deeplab_utils import logits_to_probs
+    from misc.method.deeplab_utils import logits_to_probs
 
     return logits_to_probs(logits_npz["logits"], tuple(int(v) for v in logits_npz["size"]))

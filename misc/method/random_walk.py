@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from misc.indexing import PathIndex, edge_to_affinity, search_paths_by_length
+from misc.method.indexing import PathIndex, edge_to_affinity, search_paths_by_length
 
 __all__ = [
     "pair_affinities",

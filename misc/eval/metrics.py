@@ -4,7 +4,7 @@
   (rows = GT, columns = prediction; GT < 0, i.e. VOC 255, skipped; the matrix grows to 1 + the largest label
   seen, it is not cut to 21 classes). Given ``num_labels`` (the evaluation steps pass the dataset's: VOC 21, COCO
   81), a label outside
-  ``0..num_labels-1`` (GT 255 aside) is refused with a :class:`~misc.errors.DataError` instead of growing the
+  ``0..num_labels-1`` (GT 255 aside) is refused with a :class:`~misc.core.errors.DataError` instead of growing the
   matrix; a size mismatch names the image id when the caller gives it.
 * :func:`iou_from_confusion`: TP / (GT + Pred - TP); classes absent from both GT and prediction are NaN and
   dropped by ``nanmean``.
@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from misc.errors import DataError
+from misc.core.errors import DataError
 
 IGNORE_LABEL = 255
 

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from misc.crf import crf_inference_label
+from misc.method.crf import crf_inference_label
 
 __all__ = ["confident_argmax", "padded_keys", "make_ir_label"]
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from misc.errors import DataError, MissingDataFileError, UnreadableFileError
+from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError
 
 _PIL_ORDER = {0: Image.NEAREST, 1: Image.BILINEAR, 3: Image.BICUBIC}
 
@@ -174,9 +174,9 @@ IGNORE_LABEL = 255
 def read_label_png(path: str | os.PathLike, num_classes: int | None = VOC_NUM_LABELS) -> np.ndarray:
     """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours.
 
-    Errors name the file: missing (:class:`~misc.errors.MissingDataFileError`), undecodable
-    (:class:`~misc.errors.UnreadableFileError`), a colour (RGB) or other multi-channel mode, or values outside
-    ``0..num_classes-1`` and 255 (:class:`~misc.errors.DataError`; ``num_classes=None`` skips the value check).
+    Errors name the file: missing (:class:`~misc.core.errors.MissingDataFileError`), undecodable
+    (:class:`~misc.core.errors.UnreadableFileError`), a colour (RGB) or other multi-channel mode, or values outside
+    ``0..num_classes-1`` and 255 (:class:`~misc.core.errors.DataError`; ``num_classes=None`` skips the value check).
     """
     path = Path(path)
     if not path.is_file():

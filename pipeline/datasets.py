@@ -15,7 +15,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from misc.errors import FlagValueError
+from misc.core.errors import FlagValueError
 
 SEGMENTATION_DATASETS = ("voc", "coco")
 

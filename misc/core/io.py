@@ -1,4 +1,4 @@
-"""Atomic writes and the shared ``result/metrics.json``."""
+"""Atomic writes of outputs (JSON, npz, PNG) and their reading back."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from misc.errors import write_error
-from misc.paths import metrics_json
+from misc.core.errors import write_error
 
 
 def _file_mode() -> int:
@@ -26,8 +25,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a uniquely named temp file beside ``path``, then rename it into place.
 
     Concurrent writers of the same path never share a temp file; the result honours the umask. No space, no
-    permission or a read-only file system raise :class:`misc.errors.OutputWriteError` naming ``path`` (a
-    :class:`misc.errors.UserError`); the temp file is removed first, and an earlier ``path`` stays as it was.
+    permission or a read-only file system raise :class:`misc.core.errors.OutputWriteError` naming ``path`` (a
+    :class:`misc.core.errors.UserError`); the temp file is removed first, and an earlier ``path`` stays as it was.
     """
     path = Path(path)
     tmp: str | None = None
@@ -90,55 +89,3 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     text = json.dumps(to_jsonable(data), indent=2, sort_keys=False)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
-
-
-def update_metrics(result_dir: str | os.PathLike, key: str, values: dict,
-                   inputs: list[str] | None = None) -> dict:
-    """Set ``metrics[key] = values`` in ``<result_dir>/metrics.json`` (other keys kept); returns the whole dict.
-
-    ``inputs``: the artefacts (files, folders) the values were computed from; their identities are recorded, so
-    that :func:`prune_stale_metrics` can drop the entry once an input changes. Every entry is also appended to
-    ``metrics_history.jsonl`` with the time, so earlier runs' numbers stay on record.
-    """
-    import time
-
-    from misc.fingerprint import identity
-
-    path = metrics_json(result_dir)
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    entry = to_jsonable(values)
-    if inputs is not None:
-        entry["inputs"] = {p: identity(p) for p in inputs}
-    metrics[key] = entry
-    write_json(path, metrics)
-    history = Path(result_dir) / "metrics_history.jsonl"
-    try:
-        with open(history, "a") as f:
-            f.write(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "step": key, **entry}) + "\n")
-    except OSError as exc:
-        err = write_error(exc, history)
-        if err is not None:
-            raise err from exc
-        raise
-    return metrics
-
-
-def prune_stale_metrics(result_dir: str | os.PathLike) -> list[str]:
-    """Drop from ``metrics.json`` every entry whose recorded inputs changed since (they describe outputs that no
-    longer exist: e.g. eval_cam of CAMs that make_cam has since recomputed); returns the dropped keys."""
-    import logging
-
-    from misc.fingerprint import identity
-
-    path = metrics_json(result_dir)
-    if not path.is_file():
-        return []
-    metrics = json.loads(path.read_text())
-    stale = [k for k, v in metrics.items() if isinstance(v, dict) and
-             any(identity(p) != ident for p, ident in v.get("inputs", {}).items())]
-    if stale:
-        logging.getLogger(__name__).warning(
-            "metrics.json: dropped %s (computed from inputs that have changed since; still in metrics_history.jsonl)",
-            ", ".join(stale))
-        write_json(path, {k: v for k, v in metrics.items() if k not in stale})
-    return stale

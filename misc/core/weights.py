@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from misc.errors import UserError
+from misc.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ DeepLab's training masks    ``<deeplab_label_dir>/<id>.png``                    
 DeepLab val logits          ``<deeplab_out_dir>/val_logits/<id>.npz``                   eval_deeplab
 DeepLab val predictions     ``<deeplab_out_dir>/val_pred|val_crf/<id>.png``             eval_deeplab
 DeepLab test export         ``<deeplab_out_dir>/results/VOC2012/.../<id>.png`` + .tar   export_deeplab_test
-training state / resume     ``<sess_dir>/<step>.state.json``, ``<step>_last.pt``        misc/training.py
+training state / resume     ``<sess_dir>/<step>.state.json``, ``<step>_last.pt``        misc/engine/training.py
 DeepLab checkpoints         ``<sess_dir>/deeplab/checkpoint_<iteration>.pth``           train_deeplab
 CUB held-out ids            ``<wsol_out_dir>/heldout_ids.txt``                          train_wsol
 pictures                    ``<result_dir>/vis/<what>/<id>.png``                        eval / make steps
@@ -24,8 +24,8 @@ configuration               ``<result_dir>/config.json``                        
 run record                  ``<result_dir>/run.json`` (command, date, commit, devices)  run_sample.py
 step times                  ``<result_dir>/timings.json``                               run_sample.py
 metrics                     ``<result_dir>/metrics.json``, ``metrics_history.jsonl``    eval / train steps
-per-update training log     ``<result_dir>/logs/<step>.jsonl``                          misc/training.py
-warnings of the runs        ``<result_dir>/warnings.jsonl``                             misc/log.py
+per-update training log     ``<result_dir>/logs/<step>.jsonl``                          misc/engine/training.py
+warnings of the runs        ``<result_dir>/warnings.jsonl``                             misc/core/log.py
 run report                  ``<result_dir>/report.html``                                report
 ==========================  ==========================================================  ===================
 
@@ -138,7 +138,7 @@ def config_json(result_dir: str | Path) -> Path:
 
 
 def run_json(result_dir: str | Path) -> Path:
-    """The record of the last run: command line, start time, git commit, devices (:mod:`misc.runinfo`)."""
+    """The record of the last run: command line, start time, git commit, devices (:mod:`misc.core.runinfo`)."""
     return Path(result_dir) / "run.json"
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from misc.results import to_jsonable, write_json
+from misc.core.io import to_jsonable, write_json
 
 log = logging.getLogger(__name__)
 

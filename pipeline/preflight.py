@@ -16,7 +16,7 @@ folders), also under ``--dry_run``; it writes nothing.
   hub within ``network_timeout_s`` (one try, no retries) is a problem. A name that timm resolves to other weights
   than the original's torchvision / official ones is logged as a WARNING.
 
-All problems are collected and raised as ONE :class:`misc.weights.PretrainedWeightsError` listing, for each, the
+All problems are collected and raised as ONE :class:`misc.core.weights.PretrainedWeightsError` listing, for each, the
 flag, the source, what is wrong and what to download (or ``--no_pretrained``).
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from misc.errors import UserError
-from misc.weights import (PretrainedWeightsError, download_problem, is_local_source, read_state_dict,
+from misc.core.errors import UserError
+from misc.core.weights import (PretrainedWeightsError, download_problem, is_local_source, read_state_dict,
                           resolve_timm_weights, warn_if_not_original)
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _meta_state(build: Callable[[], nn.Module]) -> dict[str, torch.Tensor]:
 
 
 def _deit_need(args, build: Callable[[], torch.nn.Module], what: str) -> Need:
-    """``build``: the step's transformer (from :mod:`misc.models`), built on ``meta`` to get the receiving shapes."""
+    """``build``: the step's transformer (from :mod:`pipeline.models`), built on ``meta`` to get the receiving shapes."""
     from net.deit_cam import DEIT_DOWNLOAD_HINT, DEIT_TIMM_NAME, deit_state_for
 
     def check(state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -114,7 +114,7 @@ def _deit_need(args, build: Callable[[], torch.nn.Module], what: str) -> Need:
 
 
 def _resnet_need(flag: str, source: str | None, depth: int, what: str, build: Callable[[], torch.nn.Module]) -> Need:
-    """``build``: the ResNet backbone of the step's model (from :mod:`misc.models`) that receives the weights."""
+    """``build``: the ResNet backbone of the step's model (from :mod:`pipeline.models`) that receives the weights."""
     from net.resnet import TORCHVISION_URLS, resnet_state_for
 
     def check(state: Mapping[str, torch.Tensor], shown: str) -> None:
@@ -127,7 +127,7 @@ def _resnet_need(flag: str, source: str | None, depth: int, what: str, build: Ca
 
 
 def _deeplab_need(args) -> Need:
-    from misc.models import build_deeplab
+    from pipeline.models import build_deeplab
     from net.deeplab_v2 import COCO_INIT_HINT, TORCHVISION_URLS, backbone_init_state
 
     depth = args.deeplab_depth
@@ -144,11 +144,11 @@ def _deeplab_need(args) -> Need:
 
 def needs_for(args, step_modules: Sequence[str]) -> list[Need]:
     """The pretrained sources the steps ``step_modules`` (e.g. ``"step.train_cam"``) will load, in order (mirrors
-    the pretrained loads of misc/models.py, whose builders also give the receiving shapes); empty with
+    the pretrained loads of pipeline/models.py, whose builders also give the receiving shapes); empty with
     ``--no_pretrained``."""
     if getattr(args, "no_pretrained", False):
         return []
-    from misc.models import build_cam_cnn, build_cam_vit, build_irn_net, build_wsol_cnn, build_wsol_vit
+    from pipeline.models import build_cam_cnn, build_cam_vit, build_irn_net, build_wsol_cnn, build_wsol_vit
 
     needs: list[Need] = []
     for module in step_modules:
@@ -372,7 +372,7 @@ def _relation_problems(args) -> list[str]:
 
 
 def _shard_problem(args) -> str | None:
-    from misc.runner import parse_shard
+    from misc.engine.per_image import parse_shard
 
     try:
         parse_shard(getattr(args, "shard", None))
@@ -472,7 +472,7 @@ def _heldout_problem(args, step_names: Sequence[str]) -> str | None:
 def validate_args(args, step_modules: Sequence[str]) -> None:
     """Check the flags of a run before anything is written or computed: numeric ranges (positive sizes, epochs,
     iterations, scales; thresholds in [0, 1]), ``--shard``, ``--device``, the CUB held-out count and that every
-    output folder is writable. Raises one :class:`misc.errors.UserError` naming each bad flag and its allowed
+    output folder is writable. Raises one :class:`misc.core.errors.UserError` naming each bad flag and its allowed
     range. Pretrained sources are checked by :func:`check_pretrained_sources`."""
     step_names = [m.rsplit(".", 1)[-1] for m in step_modules]
     problems = _number_problems(args)

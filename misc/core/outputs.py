@@ -1,12 +1,12 @@
 """Reading back the per-image outputs of earlier steps, and a cheap check that one is intact.
 
-:func:`output_problem` is what :func:`misc.runner.run_per_image` asks before it skips an id as done: an output that
+:func:`output_problem` is what :func:`misc.engine.per_image.run_per_image` asks before it skips an id as done: an output that
 cannot be read (a ``.npz`` cut short, a PNG with a bad chunk) is not done and is recomputed. It reads no array
 data: for ``.npz`` the zip directory and every member's ``.npy`` header (which must announce exactly the member's
 size), for ``.png`` PIL's ``verify()`` (chunk structure and CRCs, no decoding).
 
 :func:`load_output_npz` / :func:`read_output_png` are how a later step loads such an output: any failure is a
-:class:`~misc.errors.CorruptOutputError` naming the path and the step to rerun.
+:class:`~misc.core.errors.CorruptOutputError` naming the path and the step to rerun.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from misc.errors import CorruptOutputError, UnreadableFileError
+from misc.core.errors import CorruptOutputError, UnreadableFileError
 
 
 def _npz_problem(path: Path, keys: Sequence[str] = ()) -> str | None:
@@ -96,8 +96,8 @@ def load_output_npz(path: str | os.PathLike, producer: str = "", keys: Sequence[
 def read_output_png(path: str | os.PathLike, producer: str = "", num_classes: int | None = None) -> np.ndarray:
     """Class-index map of a label PNG written by ``producer``; unreadable → :class:`CorruptOutputError`.
 
-    Mode, value (``num_classes``) and other data errors of :func:`misc.imutils.read_label_png` pass through."""
-    from misc.imutils import read_label_png
+    Mode, value (``num_classes``) and other data errors of :func:`misc.method.imutils.read_label_png` pass through."""
+    from misc.method.imutils import read_label_png
 
     path = Path(path)
     try:

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from misc.errors import DataError
+from misc.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -210,13 +210,13 @@ def voc_ground_truth(images: Sequence[Mapping[str, Any]], object_pngs: Sequence[
 
     ``images``: the image records ({id, file_name, width, height}); ``object_pngs`` / ``class_pngs``: their
     ``SegmentationObject`` / ``SegmentationClass`` PNGs, in the same order. Instances as eval_ins_seg reads them
-    (:func:`misc.instance_ap.read_voc_instances`): instance ids 1..254, class = the SegmentationClass index under
+    (:func:`misc.eval.instance_ap.read_voc_instances`): instance ids 1..254, class = the SegmentationClass index under
     them (category id = that index, 1..20). The 255 border pixels belong to no instance and are NOT made crowd /
     ignore regions: every annotation has ``iscrowd`` 0, so a detection's IoU with a GT instance is the same as in
     eval_ins_seg (a mask covering the border pays for it in both), and AP50 differs from eval_ins_seg's AP only by
     COCO's matching and 101-point interpolation.
     """
-    from misc.instance_ap import read_voc_instances
+    from misc.eval.instance_ap import read_voc_instances
 
     if not len(images) == len(object_pngs) == len(class_pngs):
         raise ValueError("voc_ground_truth: images, object_pngs and class_pngs differ in length")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def cam_classes(args) -> int:
     """Foreground classes of the CAM branches: the dataset's (VOC 20, COCO 80; ``args.num_classes``, set by
-    ``run_sample.parse_args`` from :func:`dataset.facts.num_classes_of`)."""
+    ``run_sample.parse_args`` from :func:`pipeline.datasets.num_classes_of`)."""
     return int(args.num_classes)
 
 
@@ -70,8 +70,8 @@ def build_cam_cnn(args, pretrained: bool):
 
 def load_cam_vit(args, device):
     """The trained transformer branch of ``--cam2_weights_name`` (also the original's ``.pth.pth``), in eval mode."""
-    from misc.paths import cam_vit_weights
-    from misc.weights import load_checkpoint
+    from misc.core.paths import cam_vit_weights
+    from misc.core.weights import load_checkpoint
 
     path = cam_vit_weights(args)
     if not path.is_file():
@@ -112,7 +112,7 @@ def build_irn_inference(args):
 
 def load_irn(args, device):
     """The trained IRNet (``--irn_weights_name``) as the inference wrapper: [img, flip] → (edge, displacement)."""
-    from misc.weights import load_checkpoint
+    from misc.core.weights import load_checkpoint
     from net.resnet50_irn import load_irn_weights
 
     path = Path(args.irn_weights_name)
@@ -179,7 +179,7 @@ def build_wsol_cnn(args, pretrained: bool):
 
 def load_wsol_vit(args, device):
     """The selected CUB transformer of ``--wsol_weights_name``, in eval mode."""
-    from misc.weights import load_checkpoint
+    from misc.core.weights import load_checkpoint
 
     path = Path(args.wsol_weights_name)
     if not path.is_file():

@@ -1,0 +1,1 @@
+"""Metrics: semantic mIoU, instance AP, COCO JSON, WSOL boxes and accuracies."""

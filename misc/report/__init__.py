@@ -1,0 +1,1 @@
+"""The run report's pieces and the pictures a person looks at."""
