@@ -23,9 +23,9 @@ from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The demo's targets (issue #12): whole VOC demo <= 480 s; seed mIoU >= 0.45; masks >= seeds + 0.03; DeepLab val
-# mIoU with CRF >= 0.8 x masks and no object class at IoU 0; CUB GT-known >= 0.6 and >= whole-image box + 0.3 within
-# 300 s. The COCO demo (issue #15) is held to VOC's quality targets within 10 minutes.
+# The demo's targets (docs/demo.md): whole VOC demo <= 480 s; seed mIoU >= 0.45; masks >= seeds + 0.03; DeepLab
+# val mIoU with CRF >= 0.8 x masks and no object class at IoU 0; CUB GT-known >= 0.6 and >= whole-image box + 0.3
+# within 300 s. The COCO demo is held to VOC's quality targets within 10 minutes.
 SECONDS = {"voc": 480.0, "cub": 300.0, "coco": 600.0}
 
 
