@@ -92,3 +92,24 @@ def open_for_eval(args, instances: bool = False) -> DatasetIndex:
                                                                                 else ())
         return open_voc(check_voc_root(args.voc12_root, need), args.list_cache_dir)
     return open_dataset(args)
+
+
+def prepare_shared_state(args, step_names: Sequence[str]) -> None:
+    """Once, in one process, before any step: the dataset index (or CUB held-out list) every process reads, and
+    COCO's label → category mapping next to the outputs."""
+    if args.dataset == "cub":
+        if {"train_wsol", "eval_wsol"} & set(step_names):
+            from cub.dataset import CUBMetadata, load_or_make_heldout
+            from misc.core.paths import wsol_heldout_ids
+
+            load_or_make_heldout(CUBMetadata.load(args.cub_root), wsol_heldout_ids(args),
+                                 args.wsol_heldout_per_class, leave_train=args.wsol_select_on == "heldout")
+    elif step_names:
+        index = open_dataset(args)
+        if args.dataset == "coco":
+            import logging
+
+            from coco.dataset import write_category_map
+
+            logging.getLogger("crt").info("COCO category mapping written to %s",
+                                          write_category_map(index, args.result_dir))

@@ -1,6 +1,8 @@
-"""Per-image tasks that two steps share (docs/architecture.md): they live here, not in a step. They take the
-dataset's index (``voc``: a VOC or COCO index of :mod:`pipeline.datasets`) and read images through it.
+"""Per-image tasks of the pipeline steps, and those that two steps share (docs/architecture.md). They take the
+dataset's index (a VOC or COCO index of :mod:`pipeline.datasets`) and read images through it.
 
+- :class:`StepTask`: the base of every step's per-image task: its outputs' fingerprint is the step's
+  (:func:`pipeline.flags.step_config`), so a flag that shapes the step is recorded by its declaration alone;
 - :class:`IRNetTask`: image + CAMs in, IRNet's (edge, displacement) on the device; make_sem_seg_labels and
   make_ins_seg_labels subclass it.
 - :class:`DeepLabLogitsTask` and :func:`probs_from_logits`: DeepLab's stride-8 MSC-max logits of one image;
@@ -13,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misc.core.fingerprint import identity
-from pipeline.models import deeplab_arch, load_deeplab, load_irn
+from pipeline.flags import step_config
+from pipeline.models import load_deeplab, load_irn
 from misc.core.outputs import load_output_npz
 from misc.core.paths import cam_path, per_image
 from misc.core.io import save_npz
@@ -30,25 +32,30 @@ def image_pair(img):
     return torch.from_numpy(multiscale_flip_inputs(img, (1.0,))[0])
 
 
-class IRNetTask(PerImageTask):
-    """Shared by the semantic and instance steps: image + CAMs in, IRNet (edge, displacement) on the device."""
+class StepTask(PerImageTask):
+    """A per-image task of the pipeline step ``name``: ``<out_dir>/<id><suffix>`` outputs whose fingerprint is the
+    step's flags and inputs (:func:`pipeline.flags.step_config`) plus :meth:`inputs`."""
 
-    def __init__(self, args, voc, out_dir: str) -> None:
-        self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
-        self.cam_dir = Path(args.cam_out_dir)
+    def __init__(self, args, dataset, out_dir: str | Path) -> None:
+        self.args, self.dataset, self.out_dir = args, dataset, Path(out_dir)
 
     def output_path(self, img_id: str) -> Path:
         return per_image(self.out_dir, img_id, self.suffix)
 
-    def config(self) -> dict:
-        a = self.args
-        return {**self.voc.config_entry(), "cams": identity(a.cam_out_dir), "irn": identity(a.irn_weights_name),
-                "irn_depth": a.irn_backbone_depth, "irn_width": a.irn_backbone_width, "irn_crop": a.irn_crop_size,
-                "beta": a.beta,
-                "exp_times": a.exp_times, "amp": a.amp, **self.own_config()}
-
-    def own_config(self) -> dict:
+    def inputs(self) -> dict:
+        """Identities of inputs no flag names (e.g. an intermediate folder of the same step)."""
         return {}
+
+    def config(self) -> dict:
+        return step_config(self.args, self.name, self.dataset, **self.inputs())
+
+
+class IRNetTask(StepTask):
+    """Shared by the semantic and instance steps: image + CAMs in, IRNet (edge, displacement) on the device."""
+
+    def __init__(self, args, dataset, out_dir: str) -> None:
+        super().__init__(args, dataset, out_dir)
+        self.cam_dir = Path(args.cam_out_dir)
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -59,7 +66,7 @@ class IRNetTask(PerImageTask):
         if not path.is_file():
             raise FileNotFoundError(f"no CAM at {path}; make_cam covers --train_list, which must include "
                                     "--infer_list")
-        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(path, "make_cam", ("keys", "cam"))
+        return read_image(self.dataset.image_path(img_id), img_id), load_output_npz(path, "make_cam", ("keys", "cam"))
 
     def edge_and_displacement(self, img) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.args.amp):
@@ -67,24 +74,11 @@ class IRNetTask(PerImageTask):
         return edge.float(), dp.float()
 
 
-class DeepLabLogitsTask(PerImageTask):
-    """Stride-8 MSC-max logits (C + 1, h, w) float32 of one image (21 on VOC, 81 on COCO)."""
+class DeepLabLogitsTask(StepTask):
+    """Stride-8 MSC-max logits (C + 1, h, w) float32 of one image (21 on VOC, 81 on COCO), for eval_deeplab."""
 
-    name = "deeplab_logits"
+    name = "eval_deeplab"
     output_keys = ("logits", "size")
-
-    def __init__(self, args, voc, out_dir: Path) -> None:
-        self.args, self.voc, self.out_dir = args, voc, Path(out_dir)
-
-    def output_path(self, img_id: str) -> Path:
-        return per_image(self.out_dir, img_id, self.suffix)
-
-    def config(self) -> dict:
-        return {**self.voc.config_entry(), "weights": identity(self.args.deeplab_weights_name),
-                "arch": deeplab_arch(self.args), "amp": self.args.amp, **self.own_config()}
-
-    def own_config(self) -> dict:
-        return {}
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -93,7 +87,7 @@ class DeepLabLogitsTask(PerImageTask):
     def load(self, img_id: str):
         from voc12.deeplab_data import read_image_bgr, subtract_mean
 
-        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.voc.image_path(img_id))).transpose(2, 0, 1))
+        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.dataset.image_path(img_id))).transpose(2, 0, 1))
 
     def process(self, img_id: str, img) -> None:
         x = torch.as_tensor(np.asarray(img))[None].to(self.device)

@@ -7,36 +7,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from misc.core.fingerprint import identity
 from misc.method.ir_label import make_ir_label
 from misc.core.outputs import load_output_npz
-from misc.core.paths import cam_path, label_png
+from misc.core.paths import cam_path
 from misc.core.io import save_png
-from misc.engine.per_image import PerImageTask, run_per_image
+from misc.engine.per_image import run_per_image
 from pipeline.datasets import open_dataset
+from pipeline.tasks import StepTask
 from voc12.dataloader import read_image
 
 
-class IRLabelTask(PerImageTask):
+class IRLabelTask(StepTask):
     name = "cam_to_ir_label"
     suffix = ".png"
 
-    def __init__(self, args, voc) -> None:
-        self.voc, self.cam_dir, self.out_dir = voc, Path(args.cam_out_dir), Path(args.ir_label_out_dir)
+    def __init__(self, args, dataset) -> None:
+        super().__init__(args, dataset, args.ir_label_out_dir)
+        self.cam_dir = Path(args.cam_out_dir)
         self.fg_thres, self.bg_thres = args.conf_fg_thres, args.conf_bg_thres
-
-    def output_path(self, img_id: str) -> Path:
-        return label_png(self.out_dir, img_id)
-
-    def config(self) -> dict:
-        return {**self.voc.config_entry(), "cams": identity(self.cam_dir), "conf_fg_thres": self.fg_thres,
-                "conf_bg_thres": self.bg_thres}
 
     def load(self, img_id: str):
         path = cam_path(self.cam_dir, img_id)
         if not path.is_file():
             raise FileNotFoundError(f"no CAM at {path}; run make_cam first")
-        return read_image(self.voc.image_path(img_id), img_id), load_output_npz(path, "make_cam",
+        return read_image(self.dataset.image_path(img_id), img_id), load_output_npz(path, "make_cam",
                                                                                  ("keys", "high_res"))
 
     def process(self, img_id: str, inputs) -> None:
@@ -46,6 +40,6 @@ class IRLabelTask(PerImageTask):
 
 
 def run(args) -> None:
-    voc = open_dataset(args)
-    run_per_image(IRLabelTask(args, voc), voc.ids(args.train_list), devices=["cpu"],
+    dataset = open_dataset(args)
+    run_per_image(IRLabelTask(args, dataset), dataset.ids(args.train_list), devices=["cpu"],
                   processes=max(1, args.num_workers), overwrite=args.overwrite, shard=args.shard)

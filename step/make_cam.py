@@ -8,7 +8,6 @@ cropped), restricted to the GT classes and max-normalised per class. Output ``<c
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -16,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from misc.method.imutils import get_strided_size, get_strided_up_size
-from pipeline.models import load_cam_vit, vit_kwargs
-from misc.core.paths import cam_path, cam_vit_weights
+from pipeline.models import load_cam_vit
 from misc.core.io import save_npz
-from misc.engine.per_image import PerImageTask, device_workers, run_per_image
+from misc.engine.per_image import device_workers, run_per_image
 from net.deit_cam import fuse_flip_pair
 from pipeline.datasets import open_dataset
+from pipeline.tasks import StepTask
 from voc12.dataloader import multiscale_flip_inputs, read_image
 
 log = logging.getLogger(__name__)
@@ -66,23 +65,9 @@ def image_cams(model, img: np.ndarray, label: np.ndarray, scales: Sequence[float
     return pair_cams(model, multiscale_flip_inputs(img, scales), img.shape[:2], label, device, amp)
 
 
-class MakeCamTask(PerImageTask):
+class MakeCamTask(StepTask):
     name = "make_cam"
     output_keys = ("keys", "cam", "high_res")
-
-    def __init__(self, args, voc) -> None:
-        self.args, self.voc = args, voc
-        self.out_dir = Path(args.cam_out_dir)
-
-    def output_path(self, img_id: str) -> Path:
-        return cam_path(self.out_dir, img_id)
-
-    def config(self) -> dict:
-        from misc.core.fingerprint import identity
-
-        a = self.args
-        return {**self.voc.config_entry(), "weights": identity(cam_vit_weights(a)), "vit": vit_kwargs(a),
-                "scales": list(a.cam_scales), "amp": a.amp}
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -90,8 +75,8 @@ class MakeCamTask(PerImageTask):
 
     def load(self, img_id: str):
         """In the loader worker: the image rescaled to every scale, with its flip (the GPU process only infers)."""
-        img = read_image(self.voc.image_path(img_id), img_id)
-        return multiscale_flip_inputs(img, self.args.cam_scales), img.shape[:2], self.voc.label(img_id)
+        img = read_image(self.dataset.image_path(img_id), img_id)
+        return multiscale_flip_inputs(img, self.args.cam_scales), img.shape[:2], self.dataset.label(img_id)
 
     def process(self, img_id: str, inputs) -> None:
         pairs, size, label = inputs
@@ -100,7 +85,7 @@ class MakeCamTask(PerImageTask):
 
 
 def run(args) -> None:
-    voc = open_dataset(args)
-    ids = voc.check_ids(voc.ids(args.train_list), args.train_list)
-    task = MakeCamTask(args, voc)
+    dataset = open_dataset(args)
+    ids = dataset.check_ids(dataset.ids(args.train_list), args.train_list)
+    task = MakeCamTask(args, dataset, args.cam_out_dir)
     run_per_image(task, ids, overwrite=args.overwrite, shard=args.shard, **device_workers(args))

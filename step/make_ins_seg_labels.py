@@ -19,9 +19,6 @@ class InsSegTask(IRNetTask):
 
     output_keys = ("score", "mask", "class")
 
-    def own_config(self) -> dict:
-        return {"ins_seg_bg_thres": self.args.ins_seg_bg_thres}
-
     def process(self, img_id: str, inputs) -> None:
         img, cam = inputs
         edge, dp = self.edge_and_displacement(img)
@@ -33,6 +30,6 @@ class InsSegTask(IRNetTask):
 
 
 def run(args) -> None:
-    voc = open_dataset(args)
-    run_per_image(InsSegTask(args, voc, args.ins_seg_out_dir), voc.ids(args.infer_list), overwrite=args.overwrite,
+    dataset = open_dataset(args)
+    run_per_image(InsSegTask(args, dataset, args.ins_seg_out_dir), dataset.ids(args.infer_list), overwrite=args.overwrite,
                   shard=args.shard, **device_workers(args))

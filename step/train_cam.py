@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 
 from misc.method.cam_loss import train_cam_losses
 from misc.engine.distributed import DistContext, all_reduce_mean, make_loader
-from misc.core.fingerprint import ids_digest, source_identity
-from pipeline.models import build_cam_cnn, build_cam_vit, vit_kwargs
+from pipeline.models import build_cam_cnn, build_cam_vit
 from misc.method.torchutils import PolyAdamW, PolySGD, gap2d
 from misc.engine.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
 from pipeline.datasets import open_dataset
+from pipeline.flags import step_config
 from voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger(__name__)
@@ -59,20 +59,7 @@ class TrainCamJob(TrainJob):
     batch_flag = "--cam_batch_size"
 
     def config(self) -> dict:
-        a = self.args
-        voc = open_dataset(a)
-        return {
-            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.train_list)), "seed": a.seed,
-            "crop": a.cam_crop_size, "resize_long": list(a.cam_resize_long), "batch": a.cam_batch_size,
-            "epochs": a.cam_num_epoches, "lr": a.cam_learning_rate, "weight_decay": a.cam_weight_decay,
-            "optimizer": a.cam_optimizer, "head_lr_mult": a.cam_head_lr_mult, "momentum": a.cam_momentum,
-            "lambda": a.cam_lambda, "loss_rule": a.cam_loss_rule, "cnn_depth": a.cam_cnn_depth,
-            "cnn_width": a.cam_cnn_width, "vit": vit_kwargs(a),
-            "amp": a.amp,
-            "pretrained": None if a.no_pretrained else {
-                "deit": source_identity(a.deit_pretrained, "deit_small_patch16_224.fb_in1k"),
-                "cnn": source_identity(a.cam_cnn_pretrained, f"resnet{a.cam_cnn_depth}.tv_in1k")},
-        }
+        return step_config(self.args, self.name, open_dataset(self.args))
 
     def outputs(self) -> list[Path]:
         return [Path(self.args.cam1_weights_name), Path(self.args.cam2_weights_name)]

@@ -17,11 +17,11 @@ import torch
 
 from misc.core.checkpoint import save_state_dict
 from misc.engine.distributed import DistContext
-from misc.core.fingerprint import identity, ids_digest, source_identity
-from pipeline.models import build_deeplab, deeplab_arch
+from pipeline.models import build_deeplab
 from misc.core.paths import deeplab_checkpoint, label_png
 from misc.engine.training import TrainJob, autocast, run_training
 from pipeline.datasets import open_dataset
+from pipeline.flags import step_config
 from voc12.dataloader import GT_FOLDERS
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,7 @@ class TrainDeepLabJob(TrainJob):
     batch_flag = "--deeplab_batch_size"
 
     def config(self) -> dict:
-        a = self.args
-        voc = open_dataset(a)
-        return {
-            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.deeplab_train_list)),
-            "labels": identity(a.deeplab_label_dir), "seed": a.seed, "arch": deeplab_arch(a),
-            "iters": a.deeplab_iters, "batch": a.deeplab_batch_size, "iter_size": a.deeplab_iter_size,
-            "lr": a.deeplab_lr, "momentum": a.deeplab_momentum, "weight_decay": a.deeplab_weight_decay,
-            "poly": [a.deeplab_poly_power, a.deeplab_poly_step], "crop": a.deeplab_crop_size,
-            "scales": list(a.deeplab_scales), "amp": a.amp,
-            "init": None if a.no_pretrained else source_identity(a.deeplab_init, f"resnet{a.deeplab_depth}.tv_in1k"),
-        }
+        return step_config(self.args, self.name, open_dataset(self.args))
 
     def outputs(self) -> list[Path]:
         return [Path(self.args.deeplab_weights_name)]

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from misc.engine.distributed import DistContext, all_reduce_mean, make_loader
-from misc.core.fingerprint import identity, ids_digest, source_identity
 from misc.method.indexing import PathIndex, affinity_labels_batch
 from pipeline.models import build_irn
 from misc.method.torchutils import PolySGD
 from misc.engine.training import TrainJob, autocast, run_training
 from pipeline.datasets import open_dataset
+from pipeline.flags import step_config
 from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,7 @@ class TrainIrnJob(TrainJob):
     batch_flag = "--irn_batch_size"
 
     def config(self) -> dict:
-        a = self.args
-        voc = open_dataset(a)
-        return {
-            **voc.config_entry(), "train_ids": ids_digest(voc.ids(a.train_list)),
-            "infer_ids": ids_digest(voc.ids(a.infer_list)), "ir_labels": identity(a.ir_label_out_dir),
-            "seed": a.seed, "depth": a.irn_backbone_depth, "width": a.irn_backbone_width, "crop": a.irn_crop_size, "batch": a.irn_batch_size,
-            "epochs": a.irn_num_epoches, "lr": a.irn_learning_rate, "weight_decay": a.irn_weight_decay,
-            "momentum": a.irn_momentum, "amp": a.amp,
-            "pretrained": None if a.no_pretrained else source_identity(a.irn_pretrained,
-                                                                       f"resnet{a.irn_backbone_depth}.tv_in1k"),
-        }
+        return step_config(self.args, self.name, open_dataset(self.args))
 
     def outputs(self) -> list[Path]:
         return [Path(self.args.irn_weights_name)]

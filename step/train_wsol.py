@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from misc.core.checkpoint import save_state_dict
 from misc.engine.distributed import DistContext
-from misc.core.fingerprint import source_identity
+from pipeline.flags import step_config
 from pipeline.models import build_wsol_cnn, build_wsol_vit
 from misc.core.paths import wsol_heldout_ids
 from misc.engine.training import TrainJob, autocast, run_training
@@ -91,16 +91,7 @@ class TrainWsolJob(TrainJob):
     drop_last = False  # TS-CAM keeps the last incomplete batch
 
     def config(self) -> dict:
-        a = self.args
-        keys = ("wsol_num_classes", "wsol_epochs", "wsol_batch_size", "wsol_lr", "wsol_weight_decay",
-                "wsol_lr_decay_epochs", "wsol_cnn_lr", "wsol_cnn_cls_lr", "wsol_cnn_weight_decay", "wsol_cnn_depth", "wsol_cnn_width",
-                "wsol_l1_window", "wsol_drop_path", "wsol_cam_thr", "wsol_seed", "wsol_image_size",
-                "wsol_patch_size", "wsol_resize_size", "wsol_select_on", "wsol_heldout_per_class", "wsol_box_rule",
-                "vit_embed_dim", "vit_depth", "vit_num_heads", "amp")
-        return {"cub_root": str(Path(a.cub_root).resolve()), **{k: getattr(a, k) for k in keys},
-                "pretrained": None if a.no_pretrained else {
-                    "deit": source_identity(a.deit_pretrained, "deit_small_patch16_224.fb_in1k"),
-                    "cnn": source_identity(a.cam_cnn_pretrained, f"resnet{a.wsol_cnn_depth}.tv_in1k")}}
+        return step_config(self.args, self.name)
 
     def outputs(self) -> list[Path]:
         return [Path(self.args.wsol_weights_name), Path(self.args.wsol_cnn_weights_name)]

@@ -66,23 +66,35 @@ TINY_CUB_ARGV = ["--dataset", "cub", "--demo", "--preset", "tiny", "--device", "
                  "--wsol_lr", "1e-3"]
 
 
+TINY_COCO_ARGV = ["--dataset", "coco", "--demo", "--preset", "tiny", "--device", "cpu", "--make_ins_seg_pass", "true",
+                  "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true"]
+
+
+def _tiny_run(tmp_path_factory, name: str, argv: list[str]) -> tuple[Path, list[str]]:
+    """Run ``argv`` in a new work folder, recording the flags each step reads (tests/test_flags.py)."""
+    import run_sample
+    from tests.flag_reads import recording
+
+    work = tmp_path_factory.mktemp(name)
+    argv = [*argv, "--work_dir", str(work)]
+    with recording():
+        assert run_sample.main(argv) == 0
+    return work, argv
+
+
 @pytest.fixture(scope="session")
 def tiny_voc_run(tmp_path_factory) -> tuple[Path, list[str]]:
     """(work folder, argv) of the whole default VOC pipeline plus the instance steps, tiny preset."""
-    import run_sample
-
-    work = tmp_path_factory.mktemp("voc_e2e")
-    argv = [*TINY_VOC_ARGV, "--work_dir", str(work)]
-    assert run_sample.main(argv) == 0
-    return work, argv
+    return _tiny_run(tmp_path_factory, "voc_e2e", TINY_VOC_ARGV)
 
 
 @pytest.fixture(scope="session")
 def tiny_cub_run(tmp_path_factory) -> tuple[Path, list[str]]:
     """(work folder, argv) of the CUB WSOL pipeline, tiny preset."""
-    import run_sample
+    return _tiny_run(tmp_path_factory, "cub_e2e", TINY_CUB_ARGV)
 
-    work = tmp_path_factory.mktemp("cub_e2e")
-    argv = [*TINY_CUB_ARGV, "--work_dir", str(work)]
-    assert run_sample.main(argv) == 0
-    return work, argv
+
+@pytest.fixture(scope="session")
+def tiny_coco_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """(work folder, argv) of the COCO pipeline with the instance steps and the COCO-JSON export, tiny preset."""
+    return _tiny_run(tmp_path_factory, "coco_e2e", TINY_COCO_ARGV)

@@ -253,7 +253,8 @@ def test_synthetic_generator_writes_every_annotation_kind(tmp_path):
 
 def test_dataset_facts_reach_the_models_and_defaults():
     from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab
-    from run_sample import DATASET_DEFAULTS, parse_args
+    from pipeline.presets import DATASET_DEFAULTS
+    from run_sample import parse_args
 
     args = parse_args(["--dataset", "coco", "--preset", "tiny"])
     assert args.num_classes == 80 and parse_args([]).num_classes == 20

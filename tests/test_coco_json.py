@@ -370,7 +370,7 @@ def test_step_is_registered_off_by_default(capsys):
     assert a.make_cocoann_pass is False and a.cocoann_min_score == 0.0
     assert a.cocoann_out_dir.endswith("result/cocoann")
     on = run_sample.parse_args(["--make_ins_seg_pass", "1", "--eval_ins_seg_pass", "1", "--make_cocoann_pass", "1"])
-    names = [m.split(".")[-1] for _, m in run_sample.planned_steps(on)]
+    names = [s.name for s in run_sample.planned_steps(on)]
     assert names.index("make_cocoann") == names.index("eval_ins_seg") + 1
     assert run_sample.main(["--demo", "--make_cocoann_pass", "1", "--cocoann_min_score", "1.5", "--dry_run"]) == 2
     assert "--cocoann_min_score 1.5: must be in [0, 1]" in capsys.readouterr().err

@@ -77,7 +77,7 @@ def test_make_cam_inputs_multiscale_flip(real_voc_root, tmp_path):
     from step.make_cam import MakeCamTask
 
     voc = open_voc(real_voc_root, tmp_path)
-    task = MakeCamTask(SimpleNamespace(cam_scales=(1.0, 0.5), cam_out_dir=str(tmp_path / "cam")), voc)
+    task = MakeCamTask(SimpleNamespace(cam_scales=(1.0, 0.5)), voc, tmp_path / "cam")
     pairs, size, label = task.load("2007_000032")
     assert size == (281, 500)
     assert pairs[0].shape == (2, 3, 281, 500) and pairs[1].shape == (2, 3, 140, 250)

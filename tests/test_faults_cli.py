@@ -14,8 +14,11 @@ import torch
 import pipeline.preflight
 import run_sample
 from misc.core.errors import OutputWriteError, UserError
+from pipeline.steps import SEGMENTATION_STEPS
 
-VOC_FLAGS = [flag for flag, _ in run_sample.VOC_STEPS]
+SEGMENTATION_SWITCHES = [s.switch for s in SEGMENTATION_STEPS]
+
+VOC_FLAGS = [flag for flag in SEGMENTATION_SWITCHES]
 
 
 def only(*steps: str) -> list[str]:

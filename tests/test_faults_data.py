@@ -16,6 +16,9 @@ from PIL import Image
 from misc.core.errors import CorruptOutputError, DataError, MissingDataFileError, UnreadableFileError, UserError
 from misc.core.io import save_npz
 from misc.engine.per_image import PerImageTask
+from pipeline.steps import SEGMENTATION_STEPS
+
+SEGMENTATION_SWITCHES = [s.switch for s in SEGMENTATION_STEPS]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,7 +358,7 @@ def test_pipeline_recomputes_a_corrupt_cam(tmp_path):
     from misc.core.outputs import output_problem
 
     work = tmp_path / "work"
-    off = [x for flag, _ in run_sample.VOC_STEPS if flag not in ("train_cam_pass", "make_cam_pass", "eval_cam_pass")
+    off = [x for flag in SEGMENTATION_SWITCHES if flag not in ("train_cam_pass", "make_cam_pass", "eval_cam_pass")
            for x in (f"--{flag}", "false")]
     argv = ["--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu", "--cam_num_epoches", "1", *off]
     assert run_sample.main(argv) == 0

@@ -15,6 +15,7 @@ from misc.core.fingerprint import Manifest, config_diff, fingerprint, identity, 
 from misc.core.io import save_npz
 from misc.core.results import prune_stale_metrics, update_metrics
 from misc.engine.per_image import PerImageTask, run_per_image
+from pipeline.flags import build_parser
 
 
 def test_fingerprint_and_diff():
@@ -152,7 +153,7 @@ def test_float_flags_have_float_defaults():
     """``--beta 10`` on the command line must fingerprint like the default (10 and 10.0 differ in JSON)."""
     import run_sample
 
-    for action in run_sample.build_parser()._actions:
+    for action in build_parser()._actions:
         if action.type is float and action.default is not None:
             assert isinstance(action.default, float), action.dest
     assert run_sample.parse_args(["--beta", "10"]).beta == run_sample.parse_args([]).beta

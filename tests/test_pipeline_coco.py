@@ -14,13 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def coco_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("coco_e2e")
-    argv = ["--dataset", "coco", "--demo", "--preset", "tiny", "--work_dir", str(work), "--device", "cpu",
-            "--make_ins_seg_pass", "true", "--eval_ins_seg_pass", "true", "--make_cocoann_pass", "true"]
-    assert run_sample.main(argv) == 0
+def coco_run(tiny_coco_run):
     from coco.dataset import open_coco
 
+    work, argv = tiny_coco_run
     return work, argv, open_coco(work / "data" / "demo_coco", work / "result")
 
 

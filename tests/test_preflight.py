@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.preflight import check_pretrained_sources, needs_for
+from pipeline.pretrained_check import check_pretrained_sources, needs_for
 from misc.core.weights import PretrainedWeightsError
 from run_sample import parse_args
 from tests.test_weights_official import official_weights
@@ -52,7 +52,7 @@ def test_official_files_pass_at_real_widths_in_seconds(official, caplog) -> None
     args = _good_args(official)
     check_pretrained_sources(args, VOC_TRAIN + ["step.make_cam", "step.eval_cam"])
     start = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="pipeline.preflight"):
+    with caplog.at_level(logging.INFO, logger="pipeline.pretrained_check"):
         check_pretrained_sources(args, VOC_TRAIN)
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"preflight took {elapsed:.1f} s at real widths"
@@ -151,7 +151,7 @@ def test_uncached_timm_name_with_reachable_hub_passes(empty_caches, monkeypatch,
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        with caplog.at_level(logging.INFO, logger="pipeline.preflight"):
+        with caplog.at_level(logging.INFO, logger="pipeline.pretrained_check"):
             check_pretrained_sources(parse_args([]), ["step.train_irn"])
     finally:
         server.shutdown()
@@ -193,7 +193,7 @@ def test_bare_timm_name_warns_about_other_weights(empty_caches, monkeypatch, cap
 
 def test_meta_models_match_the_step_builders() -> None:
     """The preflight's receiving models (built on meta) have the keys and shapes of the steps' real models."""
-    from pipeline.preflight import _meta_state
+    from pipeline.pretrained_check import _meta_state
     from net.deeplab_v2 import build_deeplab_v2
     from net.deit_cam import DeiTCAM
     from net.resnet import build_resnet

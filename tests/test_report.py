@@ -17,6 +17,9 @@ import pytest
 
 import run_sample
 from misc.report import html as R
+from pipeline.steps import SEGMENTATION_STEPS, Step
+
+SEGMENTATION_SWITCHES = [s.switch for s in SEGMENTATION_STEPS]
 from tests.conftest import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -145,7 +148,7 @@ def test_report_alone_leaves_the_runs_records(tiny_voc_run, tmp_path):
     result = work / "result"
     records = {n: (result / n).read_bytes() for n in ("config.json", "run.json", "timings.json")}
     os.remove(result / "report.html")
-    off = [x for flag, _ in run_sample.VOC_STEPS if flag != "report_pass" for x in (f"--{flag}", "false")]
+    off = [x for flag in SEGMENTATION_SWITCHES if flag != "report_pass" for x in (f"--{flag}", "false")]
     # a bare invocation (no --demo, another --vis_num): the page still describes the run in the folder
     assert run_sample.main(["--work_dir", str(work), "--device", "cpu", "--vis_num", "1", *off]) == 0
     assert {n: (result / n).read_bytes() for n in records} == records
@@ -321,7 +324,7 @@ def test_a_run_that_stops_records_why_and_its_report_shows_it(tmp_path, monkeypa
         raise NonFiniteLossError("train_fake: non-finite loss at update 3 (loss_cls)")
 
     monkeypatch.setitem(sys.modules, "step.fake", types.SimpleNamespace(run=nan_step))
-    monkeypatch.setattr(run_sample, "planned_steps", lambda args: [("train_wsol_pass", "step.fake")])
+    monkeypatch.setattr(run_sample, "planned_steps", lambda args: [Step("fake", "train_wsol_pass", "train")])
     work = tmp_path / "w"
     assert run_sample.main(["--dataset", "cub", "--work_dir", str(work), "--device", "cpu"]) == 2
     recs = [json.loads(line) for line in (work / "result" / "warnings.jsonl").read_text().splitlines()]

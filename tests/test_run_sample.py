@@ -7,6 +7,8 @@ import pytest
 
 import run_sample
 from misc.engine.per_image import PerImageTask, parse_shard, run_per_image
+from pipeline.flags import IGNORED
+from pipeline.presets import PRESETS
 from tests.conftest import REPO_ROOT
 
 
@@ -46,8 +48,8 @@ def test_sess_dir_is_its_own_flag(tmp_path):
 def test_original_module_flags_are_accepted_and_dropped():
     a = run_sample.parse_args(["--cam_network_branch1", "net.resnet50_cam", "--cam_network_branch2", "net.deit_cam",
                                "--irn_network", "net.resnet50_irn"])
-    assert not any(hasattr(a, f) for f in run_sample.IGNORED_FLAGS)  # not in config.json nor any fingerprint
-    assert not any(hasattr(run_sample.parse_args([]), f) for f in run_sample.IGNORED_FLAGS)
+    assert not any(hasattr(a, f) for f in IGNORED)  # not in config.json nor any fingerprint
+    assert not any(hasattr(run_sample.parse_args([]), f) for f in IGNORED)
 
 
 def test_clearer_aliases_share_the_original_dest():
@@ -67,23 +69,23 @@ def test_float_lists():
 
 def test_preset_is_overridable():
     a = run_sample.parse_args(["--demo"])
-    assert a.preset == "demo" and a.vit_embed_dim == run_sample.PRESETS["demo"]["vit_embed_dim"]
+    assert a.preset == "demo" and a.vit_embed_dim == PRESETS["demo"]["vit_embed_dim"]
     assert run_sample.parse_args(["--demo", "--vit_embed_dim", "64"]).vit_embed_dim == 64
-    assert run_sample.parse_args(["--demo", "--preset", "tiny"]).vit_embed_dim == run_sample.PRESETS["tiny"][
+    assert run_sample.parse_args(["--demo", "--preset", "tiny"]).vit_embed_dim == PRESETS["tiny"][
         "vit_embed_dim"]
 
 
 def test_plan_order_and_toggles():
     a = run_sample.parse_args(["--train_cam_pass", "false", "--make_ins_seg_pass", "true", "--eval_sem_seg_pass", "0"])
-    names = [m.split(".")[-1] for _, m in run_sample.planned_steps(a)]
+    names = [s.name for s in run_sample.planned_steps(a)]
     assert names[:6] == ["make_cam", "eval_cam", "cam_to_ir_label", "train_irn", "make_ins_seg_labels",
                          "make_sem_seg_labels"]
     assert "train_cam" not in names and "eval_sem_seg" not in names
     assert names[-1] == "report" and names.count("report") == 1
     cub = run_sample.parse_args(["--dataset", "cub", "--eval_wsol_pass", "no"])
-    assert [m for _, m in run_sample.planned_steps(cub)] == ["step.train_wsol", "step.report"]
+    assert [s.module for s in run_sample.planned_steps(cub)] == ["step.train_wsol", "step.report"]
     alone = run_sample.parse_args(["--dataset", "cub", "--train_wsol_pass", "0", "--eval_wsol_pass", "0"])
-    assert [m for _, m in run_sample.planned_steps(alone)] == ["step.report"]
+    assert [s.module for s in run_sample.planned_steps(alone)] == ["step.report"]
     assert not run_sample.parse_args(["--report_pass", "false"]).report_pass
 
 

@@ -206,14 +206,14 @@ def test_cub_demo_models_load_standin_weights_strictly(folder) -> None:
 
 
 def test_preflight_accepts_standin_weights(folder) -> None:
-    from pipeline.preflight import check_pretrained_sources
+    from pipeline.pretrained_check import check_pretrained_sources
 
     check_pretrained_sources(_voc_args(folder), ["step.train_cam", "step.train_irn", "step.train_deeplab"])
     check_pretrained_sources(_cub_args(folder), ["step.train_wsol"])
 
 
 def test_standin_weights_into_wrong_shapes_fail(folder) -> None:
-    from pipeline.preflight import check_pretrained_sources
+    from pipeline.pretrained_check import check_pretrained_sources
     from pipeline.models import build_cam_cnn, build_cam_vit
     from pipeline.models import build_wsol_vit
 
