@@ -1,4 +1,4 @@
-"""Rehearsal of a real run at real shapes, on the CPU, and a FLOP-count projection of the full VOC run on GPUs.
+"""Rehearsal of a real run at real shapes, on the CPU.
 
 Rehearsal (default): every default VOC step and the CUB steps at the real widths and default hyper-parameters
 (DeiT-S TS-CAM with 3 passes over 224 tiles, ResNet-152 CAM branch, IRNet ResNet-50 at 512 crops, DeepLab-v2
@@ -44,17 +44,7 @@ running at some time since the previous sample (it tails the log for ``step.X: s
 any step (imports, data index, the weights preflight) goes to ``(outside steps)``. Markdown tables go to stdout,
 everything to ``<out>/rehearsal.json`` (rewritten after each pass), each pass's console output to ``<out>/logs/``.
 
-Projection (``--project``, about a minute): hours per stage of the full VOC run (train_aug 10,582 images for
-train_cam / make_cam / cam_to_ir_label / train_irn and for the DeepLab masks, train 1,464 for eval and IRNet's
-mean shift, DeepLab 20k iterations of 10 images, val 1,449, test 1,456) on 1 and 2 GPUs. **An estimate from FLOP
-counts, not a measurement**: the FLOPs of one unit of work at the real shapes are counted with
-``torch.utils.flop_counter.FlopCounterMode`` on the ``meta`` device (matmuls and convolutions, forward and backward;
-no memory, no compute) and divided by an assumed sustained throughput (``--gpu NAME=PEAK_TFLOPS`` times
-``--utilisation``). Work that FLOPs do not describe is modelled separately and named as such: the dense CRFs run on
-the host CPU (one CRF measured here, spread over ``--cpu_workers`` processes), the random walk is bound by kernel
-launches (their number follows from the code, ``--launch_us`` each), and every per-image GPU step pays
-``--per_image_overhead_ms`` (decoding, transfers). Two GPUs halve the training steps (DDP, same global batch) and
-the per-image GPU work (the ids are split); the CPU-side CRFs of cam_to_ir_label and eval_deeplab do not change.
+With ``--project`` it runs the FLOP-count projection of the full VOC run of :mod:`bench.projection` instead.
 
 Usage::
 
@@ -81,7 +71,7 @@ Options:
                             edits made meanwhile cannot change the code between passes
     --raw_weights           keep the random BatchNorm statistics of the weight files (see calibrate_weights: the
                             frozen-BN ResNets then blow up and train_cam / train_wsol stop with a non-finite loss)
-    --project               only the projection (no rehearsal): see above; --gpu NAME=TFLOPS [...] (default
+    --project               only the projection (no rehearsal) of bench/projection.py; --gpu NAME=TFLOPS [...] (default
                             A100=312 H100=989, bf16 dense), --utilisation (0.35), --cpu_workers (8), --launch_us
                             (6), --per_image_overhead_ms (10) set its assumptions; --units_from PROJECTION_JSON
                             reuses the counts of an earlier run
@@ -100,11 +90,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.projection import add_projection_arguments, run_projection  # noqa: E402 (after the path)
 
 GiB = 2**30
 OUTSIDE = "(outside steps)"
@@ -156,6 +148,7 @@ def log_lines(text: str) -> list[str]:
 
 
 def parse_log(text: str) -> ParsedLog:
+    """What ``text`` (the part of the run log one pass appended) says about the steps and tasks."""
     out = ParsedLog()
     in_traceback = False
     for line in log_lines(text):
@@ -252,6 +245,7 @@ def work_done(step: str, parsed: ParsedLog) -> str:
 
 # --------------------------------------------------------------------------------------------- memory sampling
 def _read_kb(path: str, key: str) -> int:
+    """The kB value of the line starting with ``key`` in a ``/proc`` file (0 when absent or unreadable)."""
     try:
         with open(path) as f:
             for line in f:
@@ -322,11 +316,13 @@ class StepTracker:
 
 @dataclass
 class Peak:
+    """The largest resident and proportional set sizes (bytes) and process count of the samples attributed to one
+    step (or to the whole pass)."""
+
     rss: int = 0
     pss: int = 0
     procs: int = 0
     samples: int = 0
-
     pss_samples: int = 0
 
     def add(self, rss: int, pss: int | None, procs: int) -> None:
@@ -397,6 +393,8 @@ class TreeSampler(threading.Thread):
 # ------------------------------------------------------------------------------------------------------ passes
 @dataclass
 class PassResult:
+    """One pass: its command, exit status, times, per-step memory and violated expectations."""
+
     mode: str
     dataset: str
     kind: str
@@ -456,6 +454,7 @@ def run_pass(mode: str, dataset: str, kind: str, cmd: list[str], work_dir: Path,
 
 
 def pass_table(r: PassResult) -> str:
+    """A Markdown table of one pass: seconds, peak memory and work per step, then the expectations' verdict."""
     def gib(v) -> str:
         return "n/a" if v is None else f"{v:.2f}"
 
@@ -480,6 +479,7 @@ def pass_table(r: PassResult) -> str:
 
 # --------------------------------------------------------------------------------------------------- commands
 def launcher(mode: str, nproc: int) -> list[str]:
+    """The start of the command line: torchrun with ``nproc`` processes, or run_sample.py's own ``--nproc``."""
     if mode == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                 "run_sample.py"]
@@ -487,6 +487,7 @@ def launcher(mode: str, nproc: int) -> list[str]:
 
 
 def voc_flags(voc_root: Path, work: Path, weights: dict[str, Path], cam_epochs: int) -> list[str]:
+    """run_sample.py's flags of the VOC passes: the real widths, reduced schedules and batches."""
     return ["--voc12_root", str(voc_root), "--work_dir", str(work), "--device", "cpu",
             "--deit_pretrained", str(weights["deit_small"]), "--cam_cnn_pretrained", str(weights["resnet152"]),
             "--irn_pretrained", str(weights["resnet50"]), "--deeplab_init", str(weights["deeplab_coco"]),
@@ -498,6 +499,7 @@ def voc_flags(voc_root: Path, work: Path, weights: dict[str, Path], cam_epochs: 
 
 
 def cub_flags(cub_root: Path, work: Path, weights: dict[str, Path], num_classes: int) -> list[str]:
+    """run_sample.py's flags of the CUB passes: the real widths, reduced schedules and batches."""
     return ["--dataset", "cub", "--cub_root", str(cub_root), "--work_dir", str(work), "--device", "cpu",
             "--deit_pretrained", str(weights["deit_small"]), "--cam_cnn_pretrained", str(weights["resnet50"]),
             "--wsol_cnn_depth", "50", "--wsol_num_classes", str(num_classes), "--wsol_epochs", "2",
@@ -622,22 +624,37 @@ def snapshot_source(dest: Path) -> dict:
             "changed": [line[3:] for line in git("status", "--porcelain").splitlines()]}
 
 
-def rehearse(a: argparse.Namespace) -> int:
+def prepare_inputs(out: Path, a: argparse.Namespace) -> tuple[Path, Path, dict[str, Path]]:
+    """The synthetic VOC root, the CUB folder and the official-layout weight files (calibrated unless
+    ``--raw_weights``)."""
     from bench.official_weights import write_official_weights
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     voc_root, cub_root = prepare_data(out, a)
     weights = write_official_weights(out / ("weights_raw" if a.raw_weights else "weights"), seed=0)
     if not a.raw_weights:
         calibrate_weights(weights, voc_root)
     print(f"data and weights ready in {time.perf_counter() - t0:.1f} s: {voc_root}, {cub_root}, {out / 'weights'}")
-    source = {"path": str(REPO)} if a.no_snapshot else snapshot_source(out / "src")
+    return voc_root, cub_root, weights
+
+
+def source_to_run(out: Path, no_snapshot: bool) -> dict:
+    """Where run_sample.py runs from: the repository itself, or a snapshot of it in ``<out>/src``."""
+    source = {"path": str(REPO)} if no_snapshot else snapshot_source(out / "src")
     cwd = Path(source["path"])
     print(f"running {cwd / 'run_sample.py'}" + (f" (snapshot of {REPO} at {source['head'][:10]}, "
                                                 f"{len(source['changed'])} files differing from it)"
-                                                if not a.no_snapshot else ""), flush=True)
+                                                if not no_snapshot else ""), flush=True)
+    return source
+
+
+def rehearse(a: argparse.Namespace) -> int:
+    """Every pass of every mode and data set; returns 1 when an expectation was violated, else 0."""
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    voc_root, cub_root, weights = prepare_inputs(out, a)
+    source = source_to_run(out, a.no_snapshot)
+    cwd = Path(source["path"])
     counts = {"train": a.num_train, "val": a.num_val, "test": a.num_test}
     modes = ["spawn", "torchrun"] if a.mode == "both" else [a.mode]
     report: dict = {"settings": {k: v for k, v in vars(a).items()}, "weights": {k: str(v) for k, v in weights.items()},
@@ -672,261 +689,23 @@ def rehearse(a: argparse.Namespace) -> int:
                 break
         if status and a.stop_on_violation:
             break
+    print_summary(results, out / "rehearsal.json")
+    return status
+
+
+def print_summary(results: Sequence[PassResult], report_path: Path) -> None:
+    """One line per pass: wall time, peak RSS, verdict; then where the report is."""
     print("\n## summary")
     for r in results:
         verdict = "expectations held" if not r.violations else f"{len(r.violations)} VIOLATIONS"
         print(f"- {r.mode} / {r.dataset} / {r.kind}: {r.wall_s:.1f} s, peak RSS {r.whole['peak_rss_gib']:.2f} GiB: "
               f"{verdict}")
-    print(f"report: {out / 'rehearsal.json'}")
-    return status
-
-
-# ------------------------------------------------------------------------------------------------- projection
-FULL_VOC = {"train_aug": 10582, "train": 1464, "val": 1449, "test": 1456}
-
-
-def _flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def _timed(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
-    """FLOPs of one unit of work of each stage at the default shapes (meta device), the random walk's launch count,
-    and the seconds of one CRF of each kind on this CPU."""
-    import numpy as np
-    import torch
-
-    import run_sample
-    from misc.method.indexing import PathIndex
-    from net.resnet_cam import freeze_lower_stages
-    from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab, build_irn, build_irn_inference
-    from step.train_irn import TRAIN_RADIUS
-    from pipeline.tasks import WALK_RADIUS
-    from voc12.dataloader import multiscale_flip_inputs
-
-    args = run_sample.parse_args(["--no_pretrained"])  # every default, random init (values are irrelevant on meta)
-    meta = torch.device("meta")
-    h, w = image_hw
-    units: dict = {"defaults": {"cam_batch_size": args.cam_batch_size, "cam_crop_size": args.cam_crop_size,
-                                "cam_num_epoches": args.cam_num_epoches, "cam_scales": list(args.cam_scales),
-                                "irn_batch_size": args.irn_batch_size, "irn_crop_size": args.irn_crop_size,
-                                "irn_num_epoches": args.irn_num_epoches, "deeplab_iters": args.deeplab_iters,
-                                "deeplab_batch": args.deeplab_batch_size * args.deeplab_iter_size,
-                                "deeplab_crop_size": args.deeplab_crop_size, "exp_times": args.exp_times,
-                                "image_hw": [h, w]}}
-    t0 = time.perf_counter()
-
-    # train_cam: both branches, fwd + bwd, counted at batch 2 and scaled to the global batch
-    cnn = build_cam_cnn(args, pretrained=False)
-    freeze_lower_stages(cnn)
-    cnn = cnn.to(meta).train()
-    vit = build_cam_vit(args, pretrained=False).to(meta).train()
-    b, crop = 2, args.cam_crop_size
-
-    def cam_update():
-        x = torch.empty(b, 3, crop, crop, device=meta)
-        (cnn(x).sum() + vit(x).sum()).backward()
-
-    def cam_val():
-        with torch.no_grad():
-            x = torch.empty(b, 3, crop, crop, device=meta)
-            cnn.eval(), vit.eval()
-            cnn(x), vit(x)
-            cnn.train(), vit.train()
-
-    units["train_cam_update"] = _flops(cam_update) * args.cam_batch_size // b
-    units["train_cam_val_image"] = _flops(cam_val) // b
-    # make_cam: the [img, flip] pair at every scale, the shapes make_cam feeds
-    vit.eval()
-    shapes = [p.shape for p in multiscale_flip_inputs(np.zeros((h, w, 3), np.uint8), args.cam_scales)]
-
-    def make_cam():
-        with torch.no_grad():
-            for s in shapes:
-                vit.forward_cam(torch.empty(*s, device=meta))
-
-    units["make_cam_image"] = _flops(make_cam)
-    # train_irn: batch 2 at the IRNet crop, scaled to the global batch; the mean shift: one forward per image
-    crop = args.irn_crop_size
-    irn = build_irn(args, PathIndex(radius=TRAIN_RADIUS, default_size=(crop // 4, crop // 4)))
-    irn = irn.to(meta).train()
-
-    def irn_update():
-        x = torch.empty(b, 3, crop, crop, device=meta)
-        sum(t.sum() for t in irn(x, True)).backward()
-
-    def irn_mean_shift():
-        with torch.no_grad():
-            irn.eval()
-            irn(torch.empty(1, 3, crop, crop, device=meta), return_loss=False)
-            irn.train()
-
-    units["train_irn_update"] = _flops(irn_update) * args.irn_batch_size // b
-    units["train_irn_mean_shift_image"] = _flops(irn_mean_shift)
-    # make_sem_seg_labels: IRNet on the [img, flip] pair (padded to the crop), then the random walk
-    edge_net = build_irn_inference(args).to(meta).eval()
-
-    def sem_seg():
-        with torch.no_grad():
-            edge_net(torch.empty(2, 3, h, w, device=meta))
-
-    units["make_sem_seg_irnet_image"] = _flops(sem_seg)
-    fh, fw = -(-h // 4), -(-w // 4)
-    directions = PathIndex(radius=WALK_RADIUS, default_size=(fh, fw)).num_directions
-    offsets = 1 + 2 * directions  # misc.method.random_walk.BandedTransition: self loop + each direction and its mirror
-    steps = 2 ** args.exp_times
-    planes = 2  # classes per image in the walk (VOC: about 1.5 on average; 2 is generous)
-    units["random_walk"] = {"steps": steps, "offsets": offsets, "flops_fp64": 2 * planes * fh * fw * offsets * steps,
-                            "kernel_launches": steps * (offsets + 1)}  # mul + addcmul per offset + copy, per step
-    # DeepLab: one iteration (global batch, fwd + bwd, MSC), counted at batch 2; eval: the MSC max of one image
-    dl = build_deeplab(args).to(meta).train()
-    crop = args.deeplab_crop_size
-
-    def dl_iter():
-        outs = dl(torch.empty(b, 3, crop, crop, device=meta))
-        sum(o.sum() for o in outs).backward()
-
-    def dl_eval():
-        with torch.no_grad():
-            dl.eval()
-            dl(torch.empty(1, 3, h, w, device=meta))
-            dl.train()
-
-    units["train_deeplab_iteration"] = _flops(dl_iter) * args.deeplab_batch_size * args.deeplab_iter_size // b
-    units["deeplab_eval_image"] = _flops(dl_eval)
-    units["count_seconds"] = round(time.perf_counter() - t0, 1)
-
-    # CPU: one IR-label CRF pair and one DeepLab CRF on this machine (1 thread)
-    from misc.method.crf import crf_inference_softmax, deeplab_crf_guide
-    from misc.method.ir_label import make_ir_label
-
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    img = np.ascontiguousarray(np.repeat(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], h, 0).repeat(3, 2))
-    high = rng.random((2, h, w), dtype=np.float32)
-    units["cpu_ir_label_s"] = round(_timed(lambda: make_ir_label(img, high, np.array([0, 5]), 0.35, 0.15), 2), 3)
-    logits = rng.standard_normal((21, h, w)).astype(np.float32)
-    probs = np.exp(logits) / np.exp(logits).sum(0, keepdims=True)
-    guide = deeplab_crf_guide(img[..., ::-1].copy(), quirk=True)
-    units["cpu_deeplab_crf_s"] = round(_timed(lambda: crf_inference_softmax(guide, probs), 2), 3)
-    return units
-
-
-def project(units: dict, gpus: dict[str, float], utilisation: float, cpu_workers: int, launch_us: float,
-            overhead_ms: float) -> dict:
-    """Hours per stage on 1 and 2 of each GPU kind, from the unit FLOPs and the stated assumptions."""
-    d = units["defaults"]
-    n_aug, n_train, n_val, n_test = (FULL_VOC[k] for k in ("train_aug", "train", "val", "test"))
-    cam_updates = (n_aug // d["cam_batch_size"]) * d["cam_num_epoches"]
-    irn_updates = (n_aug // d["irn_batch_size"]) * d["irn_num_epoches"]
-    walk = units["random_walk"]
-    ov = overhead_ms / 1000
-    # stage → (GPU FLOPs, GPU fixed seconds that split over GPUs, CPU seconds that do not, description)
-    stages = {
-        "train_cam": (cam_updates * units["train_cam_update"]
-                      + d["cam_num_epoches"] * n_val * units["train_cam_val_image"], 0.0, 0.0,
-                      f"{cam_updates} updates of {d['cam_batch_size']} at {d['cam_crop_size']}² (DeiT-S + ResNet-152, "
-                      f"fwd+bwd) + {d['cam_num_epoches']}×{n_val} val images"),
-        "make_cam": (n_aug * units["make_cam_image"], n_aug * ov, 0.0,
-                     f"{n_aug} images × {len(d['cam_scales'])} scales × [img, flip]"),
-        "cam_to_ir_label": (0, 0.0, n_aug * units["cpu_ir_label_s"] / cpu_workers,
-                            f"{n_aug} × 2 CRFs on the CPU over {cpu_workers} processes"),
-        "train_irn": (irn_updates * units["train_irn_update"] + n_train * units["train_irn_mean_shift_image"], 0.0,
-                      0.0, f"{irn_updates} updates of {d['irn_batch_size']} at {d['irn_crop_size']}² + mean shift "
-                           f"over {n_train}"),
-        "make_sem_seg_labels": (n_aug * units["make_sem_seg_irnet_image"],
-                                n_aug * (walk["kernel_launches"] * launch_us * 1e-6 + ov), 0.0,
-                                f"{n_aug} masks (train_aug for DeepLab): IRNet pair + walk of "
-                                f"{walk['kernel_launches']} kernel launches"),
-        "train_deeplab": (d["deeplab_iters"] * units["train_deeplab_iteration"], 0.0, 0.0,
-                          f"{d['deeplab_iters']} iterations of {d['deeplab_batch']} at {d['deeplab_crop_size']}² "
-                          "(MSC, fwd+bwd)"),
-        "eval_deeplab": (n_val * units["deeplab_eval_image"], n_val * ov,
-                         n_val * units["cpu_deeplab_crf_s"] / cpu_workers,
-                         f"{n_val} val images (MSC) + CRF on the CPU over {cpu_workers} processes"),
-        "export_deeplab_test": (n_test * units["deeplab_eval_image"], n_test * (ov + units["cpu_deeplab_crf_s"]),
-                                0.0, f"{n_test} test images (MSC) + CRF inside each GPU process"),
-    }
-    table = {}
-    for name, (flops, gpu_fixed_s, cpu_s, what) in stages.items():
-        row = {"what": what, "tflop": round(flops / 1e12, 1), "hours": {}}
-        for gpu, peak in gpus.items():
-            rate = peak * 1e12 * utilisation
-            for n in (1, 2):
-                row["hours"][f"{n}x {gpu}"] = round((flops / rate + gpu_fixed_s) / n / 3600 + cpu_s / 3600, 3)
-        table[name] = row
-    columns = next(iter(table.values()))["hours"]
-    totals = {col: round(sum(r["hours"][col] for r in table.values()), 2) for col in columns}
-    return {"stages": table, "total_hours": totals,
-            "assumptions": {"gpus_peak_tflops": gpus, "utilisation": utilisation, "cpu_workers": cpu_workers,
-                            "launch_us": launch_us, "per_image_overhead_ms": overhead_ms,
-                            "cpu_ir_label_s": units["cpu_ir_label_s"], "cpu_deeplab_crf_s": units["cpu_deeplab_crf_s"],
-                            "random_walk": walk, "image_hw": units["defaults"]["image_hw"]}}
-
-
-def projection_markdown(units: dict, proj: dict) -> str:
-    cols = list(proj["total_hours"])
-    a = proj["assumptions"]
-    out = ["**Estimate from FLOP counts, not a measurement.** Full VOC run (train_aug 10,582, train 1,464, val 1,449,"
-           " test 1,456; every default flag), all images taken as 500×375.",
-           f"Assumed sustained throughput: peak × {a['utilisation']:.0%} utilisation, peaks "
-           + ", ".join(f"{g} {p:g} TFLOPS" for g, p in a["gpus_peak_tflops"].items())
-           + " (--gpu; the defaults A100=312, H100=989 are bf16 dense peaks, i.e. a run with --amp bf16; the "
-             "default --amp off runs TF32 matmuls at half those peaks: --gpu A100-tf32=156 H100-tf32=495).",
-           f"CPU work: IR-label CRF pair {a['cpu_ir_label_s']:.2f} s and DeepLab CRF {a['cpu_deeplab_crf_s']:.2f} s "
-           f"per image measured on this CPU, spread over {a['cpu_workers']} host processes (--num_workers); "
-           f"random walk: {a['random_walk']['kernel_launches']} kernel launches per image at {a['launch_us']:g} µs "
-           f"({a['random_walk']['flops_fp64'] / 1e9:.1f} GFLOP fp64, negligible); "
-           f"{a['per_image_overhead_ms']:g} ms per image of every per-image GPU step for decoding and transfers; "
-           "data loading of the training steps assumed to keep up. eval_cam and eval_sem_seg (CPU, minutes) are "
-           "not included.", "",
-           "| stage | work | TFLOP | " + " | ".join(f"h, {c}" for c in cols) + " |",
-           "|---|---|---|" + "---|" * len(cols)]
-    for name, row in proj["stages"].items():
-        out.append(f"| {name} | {row['what']} | {row['tflop']:,.0f} | "
-                   + " | ".join(f"{row['hours'][c]:.2f}" for c in cols) + " |")
-    out.append("| **total** | | | " + " | ".join(f"**{proj['total_hours'][c]:.1f}**" for c in cols) + " |")
-    unit_lines = [f"{k}: {v / 1e12:.3f} TFLOP" for k, v in units.items() if isinstance(v, int)]
-    out += ["", "unit FLOPs (meta device, FlopCounterMode; matmul/conv only): " + "; ".join(unit_lines)]
-    return "\n".join(out)
-
-
-def parse_gpus(values: Iterable[str]) -> dict[str, float]:
-    gpus = {}
-    for v in values:
-        name, _, peak = v.partition("=")
-        if not peak:
-            raise argparse.ArgumentTypeError(f"--gpu takes NAME=PEAK_TFLOPS, got {v!r}")
-        gpus[name] = float(peak)
-    return gpus
-
-
-def run_projection(a: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    units = json.loads(Path(a.units_from).read_text())["units"] if a.units_from else count_units()
-    proj = project(units, parse_gpus(a.gpu), a.utilisation, a.cpu_workers, a.launch_us, a.per_image_overhead_ms)
-    print(projection_markdown(units, proj))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "projection.json").write_text(json.dumps({"units": units, "projection": proj}, indent=1))
-    print(f"\n(projection in {time.perf_counter() - t0:.0f} s; written to {out / 'projection.json'})")
-    return 0
+    print(f"report: {report_path}")
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    """The rehearsal's command line, with the projection's options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/crt_rehearsal")
     p.add_argument("--mode", choices=("spawn", "torchrun", "both"), default="spawn")
@@ -953,18 +732,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the weight files as bench.official_weights writes them (BatchNorm statistics not "
                         "calibrated: the frozen-BN CNN branches diverge at once), in <out>/weights_raw")
     g = p.add_argument_group("projection")
-    g.add_argument("--project", action="store_true", help="only the FLOP-count projection of the full VOC run")
-    g.add_argument("--gpu", nargs="+", default=["A100=312", "H100=989"], help="NAME=PEAK_TFLOPS (bf16 dense)")
-    g.add_argument("--utilisation", type=float, default=0.35)
-    g.add_argument("--cpu_workers", type=int, default=8, help="host processes for the CPU CRFs (--num_workers)")
-    g.add_argument("--launch_us", type=float, default=6.0, help="seconds per kernel launch of the random walk, in µs")
-    g.add_argument("--per_image_overhead_ms", type=float, default=10.0)
-    g.add_argument("--units_from", default=None,
-                   help="reuse the unit counts of a projection.json written before (other assumptions, no recount)")
+    g.add_argument("--project", action="store_true", help="only the FLOP-count projection of the full VOC run "
+                                                          "(bench/projection.py)")
+    add_projection_arguments(g)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/rehearse_real_run.py [options]``: the rehearsal, or with ``--project`` the projection."""
     a = build_parser().parse_args(argv)
     if a.project:
         return run_projection(a)

@@ -51,6 +51,7 @@ class NonFiniteLossError(UserError, RuntimeError):
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global RNGs."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -88,6 +89,7 @@ class TrainJob:
         raise NotImplementedError
 
     def setup(self, ctx: DistContext) -> None:
+        """Set the data set, batch sizes, update count, modules and optimisers (see the class docstring)."""
         raise NotImplementedError
 
     def loss(self, batch: dict, epoch: int) -> dict[str, torch.Tensor]:
@@ -133,6 +135,7 @@ class TrainJob:
 
 
 def _state_record(job: TrainJob) -> dict | None:
+    """The job's state file of its last run (None when missing or unreadable)."""
     path = job.state_path()
     if not path.is_file():
         return None
@@ -209,6 +212,7 @@ def split_batch(batch: dict, sizes: list[int]) -> list[dict]:
 
 
 def _micro_sizes(n: int, micro_batch: int | None) -> list[int]:
+    """Sizes of the fewest near-equal micro-batches of at most ``micro_batch`` that ``n`` images split into."""
     if not micro_batch or n <= micro_batch:
         return [n]
     from misc.engine.distributed import split_counts
@@ -251,112 +255,157 @@ class _UpdateLog:
 
 
 def _drive(job_cls: type[TrainJob], config: dict, fp: str, args, ctx: DistContext) -> None:
-    job: TrainJob = job_cls(args)
-    device = ctx.device
-    seed = int(getattr(args, job.seed_flag))
-    seed_everything(seed + ctx.rank)
-    job.setup(ctx)
-    loader = make_loader(job.dataset, job.global_batch, ctx, flag=job.batch_flag, train=True,
-                         num_workers=args.num_workers, seed=seed, drop_last=job.drop_last)
-    sampler = loader.batch_sampler
-    updates_per_epoch = len(sampler)
-    if updates_per_epoch == 0:
-        raise FlagValueError(f"{job.name}: {len(job.dataset)} images give no full batch of {job.global_batch}; "
-                             f"choose a smaller {job.batch_flag}")
-    total = job.total_updates
-    checkpoint_every = job.checkpoint_every or updates_per_epoch
-    amp = args.amp
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and device.type == "cuda" else None
+    """One process's part of a training run (what :func:`run_training` launches in every process)."""
+    run = _TrainingRun(job_cls(args), config, fp, args, ctx)
+    run.resume()
+    run.wrap_nets()
+    run.train()
+    run.job.finish(ctx)
+    if ctx.is_main:
+        run.save_outputs()
+    barrier()
 
-    state = load_resume(job.resume_path(), device, fp, config, args.overwrite)
-    start, history = 0, []
-    if state is not None:
+
+class _TrainingRun:
+    """One process's training of a job: its loader and schedule, the update count, the epoch records so far."""
+
+    def __init__(self, job: TrainJob, config: dict, fp: str, args, ctx: DistContext) -> None:
+        """Seed this rank, set the job up and build its loader; raises when the data set gives no full batch."""
+        self.job, self.config, self.fp, self.args, self.ctx = job, config, fp, args, ctx
+        seed = int(getattr(args, job.seed_flag))
+        seed_everything(seed + ctx.rank)
+        job.setup(ctx)
+        self.loader = make_loader(job.dataset, job.global_batch, ctx, flag=job.batch_flag, train=True,
+                                  num_workers=args.num_workers, seed=seed, drop_last=job.drop_last)
+        self.sampler = self.loader.batch_sampler
+        self.updates_per_epoch = len(self.sampler)
+        if self.updates_per_epoch == 0:
+            raise FlagValueError(f"{job.name}: {len(job.dataset)} images give no full batch of {job.global_batch}; "
+                                 f"choose a smaller {job.batch_flag}")
+        self.total = job.total_updates
+        self.checkpoint_every = job.checkpoint_every or self.updates_per_epoch
+        self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and ctx.device.type == "cuda" else None
+        self.update = 0  # updates done
+        self.history: list[dict] = []  # one record per finished epoch (rank 0)
+        self.records: _UpdateLog | None = None
+        self.t0, self.seen = 0.0, 0  # for the images per second
+
+    def resume(self) -> None:
+        """Load the modules, optimisers, schedulers, scaler, history, job state and this rank's RNG states from the
+        resume file, when there is one of this configuration."""
+        job = self.job
+        state = load_resume(job.resume_path(), self.ctx.device, self.fp, self.config, self.args.overwrite)
+        if state is None:
+            return
         for name, module in job.modules.items():
             module.load_state_dict(state["modules"][name])
         for name, opt in job.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in job.schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        start, history = int(state["update"]), list(json.loads(state["history"]))
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.update, self.history = int(state["update"]), list(json.loads(state["history"]))
         job.state.update(json.loads(state["job_state"]))
-        rng = state.get("rng", {}).get(str(ctx.rank))
+        rng = state.get("rng", {}).get(str(self.ctx.rank))
         if rng is not None:
             set_rng_state(rng)
-        log.info("%s: resuming after update %d of %d (epoch %d)", job.name, start, total, start // updates_per_epoch)
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        log.info("%s: resuming after update %d of %d (epoch %d)", job.name, self.update, self.total,
+                 self.update // self.updates_per_epoch)
 
-        ids = [device.index] if device.type == "cuda" else None
-        job.nets = {k: DDP(m, device_ids=ids, **_no_buffer_sync()) for k, m in job.ddp_modules.items()}
-    else:
-        job.nets = dict(job.ddp_modules)
-    records = _UpdateLog(training_log(args.result_dir, job.name), start, ctx.is_main)
+    def wrap_nets(self) -> None:
+        """``job.nets``: the job's ``ddp_modules``, wrapped in DDP when there are several processes."""
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from tqdm import tqdm
+            device = self.ctx.device
+            ids = [device.index] if device.type == "cuda" else None
+            self.job.nets = {k: DDP(m, device_ids=ids, **_no_buffer_sync()) for k, m in self.job.ddp_modules.items()}
+        else:
+            self.job.nets = dict(self.job.ddp_modules)
 
-    update = start
-    t0, seen = time.perf_counter(), 0
-    from misc.engine.per_image import Projection
+    def train(self) -> None:
+        """Every update from the current one to the last, epoch by epoch, with the per-update log."""
+        self.records = _UpdateLog(training_log(self.args.result_dir, self.job.name), self.update, self.ctx.is_main)
+        self.t0, self.seen = time.perf_counter(), 0
+        projection = self._projection()
+        projection.tick()  # the clock starts now: the first update (warm-up) is measured too, the set-up is not
+        while self.update < self.total:
+            self._train_epoch(projection)
+        projection.finish()
+        self.records.close()
 
-    projection = Projection(job.name, total, unit="update", after=10, enabled=ctx.is_main,
-                            where=f"{device}, {ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, "
-                                  f"{job.global_batch} images per update")
-    projection.tick()  # the clock starts now: the first update (warm-up) is measured too, the set-up is not
-    while update < total:
-        epoch, skip = divmod(update, updates_per_epoch)
-        sampler.set_epoch(epoch, skip)
+    def _projection(self):
+        """The logged projection of the time left (rank 0)."""
+        from misc.engine.per_image import Projection
+
+        ctx = self.ctx
+        return Projection(self.job.name, self.total, unit="update", after=10, enabled=ctx.is_main,
+                          where=f"{ctx.device}, {ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, "
+                                f"{self.job.global_batch} images per update")
+
+    def _train_epoch(self, projection) -> None:
+        """The updates of the current epoch from the current update on (to its end or to the last update): the
+        per-update records, the epoch record at its end, a resume checkpoint every ``checkpoint_every`` updates."""
+        from tqdm import tqdm
+
+        job, ctx = self.job, self.ctx
+        epoch, skip = divmod(self.update, self.updates_per_epoch)
+        self.sampler.set_epoch(epoch, skip)
         if skip == 0:
             job.start_epoch(epoch)
         sums: dict[str, float] = {}
         n_in_epoch = 0
-        bar = tqdm(loader, desc=f"{job.name} epoch {epoch + 1}", disable=not ctx.is_main, mininterval=10.0,
-                   dynamic_ncols=True, total=min(updates_per_epoch - skip, total - update))
+        bar = tqdm(self.loader, desc=f"{job.name} epoch {epoch + 1}", disable=not ctx.is_main, mininterval=10.0,
+                   dynamic_ncols=True, total=min(self.updates_per_epoch - skip, self.total - self.update))
         for batch in bar:
-            losses = _one_update(job, batch, epoch, ctx, scaler, update)
-            update += 1
+            losses = _one_update(job, batch, epoch, ctx, self.scaler, self.update)
+            self.update += 1
             projection.tick()
             n_in_epoch += 1
-            seen += job.global_batch
-            job.after_update(update)
-            rec = {"update": update, "epoch": epoch + 1, **losses,
-                   "lr": [g["lr"] for opt in job.optimizers.values() for g in opt.param_groups][:4]}
-            records.add(rec)
+            self.seen += job.global_batch
+            job.after_update(self.update)
+            self.records.add({"update": self.update, "epoch": epoch + 1, **losses,
+                              "lr": [g["lr"] for opt in job.optimizers.values() for g in opt.param_groups][:4]})
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{losses['total']:.4f}", ips=f"{seen / (time.perf_counter() - t0):.1f}",
-                            refresh=False)
-            epoch_done = update % updates_per_epoch == 0
-            if epoch_done:
-                means = {k: v / max(1, n_in_epoch) for k, v in sums.items()}
-                extra = job.end_epoch(epoch, means, ctx)
-                if ctx.is_main:
-                    speed = seen / (time.perf_counter() - t0)
-                    history.append({"epoch": epoch + 1, **means, **extra, "images_per_s": round(speed, 2)})
-                    log.info("%s epoch %d: %s", job.name, epoch + 1,
-                             " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in history[-1].items() if k != "epoch"))
-            if update % checkpoint_every == 0 or update == total:
-                records.flush()
-                _save_resume(job, fp, config, update, history, scaler, ctx)
-            if update >= total:
+            bar.set_postfix(loss=f"{losses['total']:.4f}", ips=f"{self._images_per_s():.1f}", refresh=False)
+            if self.update % self.updates_per_epoch == 0:
+                self._end_epoch(epoch, {k: v / max(1, n_in_epoch) for k, v in sums.items()})
+            if self.update % self.checkpoint_every == 0 or self.update == self.total:
+                self.records.flush()
+                _save_resume(job, self.fp, self.config, self.update, self.history, self.scaler, ctx)
+            if self.update >= self.total:
                 break
-    projection.finish()
-    records.close()
-    job.finish(ctx)
-    if ctx.is_main:
+
+    def _images_per_s(self) -> float:
+        """Images per second of this process since training started (the set-up excluded)."""
+        return self.seen / (time.perf_counter() - self.t0)
+
+    def _end_epoch(self, epoch: int, means: dict[str, float]) -> None:
+        """The job's end of ``epoch`` (every rank), then its record in the history and the log (rank 0)."""
+        extra = self.job.end_epoch(epoch, means, self.ctx)
+        if self.ctx.is_main:
+            speed = self._images_per_s()
+            self.history.append({"epoch": epoch + 1, **means, **extra, "images_per_s": round(speed, 2)})
+            log.info("%s epoch %d: %s", self.job.name, epoch + 1,
+                     " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in self.history[-1].items() if k != "epoch"))
+
+    def save_outputs(self) -> None:
+        """Rank 0 at the end: the final weights with their sidecars, ``metrics.json[<step>]`` and the state file that
+        marks the run finished."""
+        job, fp = self.job, self.fp
         outputs = {}
         for path, sd in job.final_state_dicts().items():
             save_state_dict(sd, path)
             write_sidecar(path, job.name, fp)
             outputs[str(path)] = Path(path).stat().st_size
-        update_metrics(args.result_dir, job.name, {**job.metrics(history, records.records), "fingerprint": fp},
-                       inputs=[str(p) for p in outputs])
-        write_json(job.state_path(), {"step": job.name, "fingerprint": fp, "config": canonical(config),
-                                      "finished": True, "outputs": outputs, "updates": total})
+        metrics = {**job.metrics(self.history, self.records.records), "fingerprint": fp}
+        update_metrics(self.args.result_dir, job.name, metrics, inputs=[str(p) for p in outputs])
+        write_json(job.state_path(), {"step": job.name, "fingerprint": fp, "config": canonical(self.config),
+                                      "finished": True, "outputs": outputs, "updates": self.total})
         log.info("%s: saved %s", job.name, ", ".join(outputs))
-    barrier()
 
 
 def _no_buffer_sync() -> dict:
@@ -403,6 +452,7 @@ def _one_update(job: TrainJob, batch: dict, epoch: int, ctx: DistContext, scaler
 
 
 def _check_finite(job: TrainJob, losses: dict[str, torch.Tensor], update: int, ctx: DistContext) -> None:
+    """Raise :class:`NonFiniteLossError` on every rank when a loss of any rank is NaN or infinite."""
     bad = torch.stack([~torch.isfinite(v.detach().float()) for v in losses.values()]).any().float()
     if ctx.distributed:
         torch.distributed.all_reduce(bad)
