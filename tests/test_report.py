@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import run_sample
-from misc.report import html as R
+from misc.report import paper as R
 from tests.conftest import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -172,7 +172,7 @@ def test_report_alone_leaves_the_runs_records(tiny_voc_run, tmp_path):
 
 
 def test_paths_of_a_moved_run_follow_it(tmp_path):
-    from step.report import RunFolder
+    from misc.report.run_folder import RunFolder
 
     new = tmp_path / "new"
     (new / "result" / "sem_seg").mkdir(parents=True)
@@ -235,6 +235,14 @@ def test_report_with_one_metric_and_nan(tmp_path):
     assert parser.metric_cells["eval_cam/miou"] == "0.1235" and parser.metric_cells["eval_sem_seg/miou"] == "n/a"
     assert len(parser.imgs) == 2  # per-class bars and the sweep curve
     assert "scored on 3 images of &#x27;train&#x27;" in path.read_text()
+
+
+def test_report_package_imports_nothing_outside_misc():
+    from tests.test_architecture import imported_packages
+
+    used = {f"{p.name} imports {pkg}" for p in sorted((REPO_ROOT / "misc" / "report").glob("*.py"))
+            for pkg in imported_packages(p) - {"misc"}}
+    assert not used
 
 
 def test_report_of_a_run_with_training_logs_and_warnings(tmp_path):
