@@ -22,10 +22,22 @@ from misc.core.errors import UserError
 from misc.core.io import atomic_write
 from misc.core.paths import report_html
 from misc.report.gallery import BoxLayout, SegmentationLayout
-from misc.report.run_folder import RunFolder
+from misc.report.run_folder import RunFolder, read_json
 from misc.report.sections import DatasetView, build_sections, render
 
 log = logging.getLogger(__name__)
+
+
+def coco_label_names(folder: RunFolder) -> list[str] | None:
+    """Background and the 80 category names by label, from the run's ``coco_categories.json``; None without it."""
+    from coco.dataset import CATEGORY_MAP_NAME
+
+    data = read_json(folder.result_dir / CATEGORY_MAP_NAME, folder.problems)
+    try:
+        by_label = {int(c["label"]): str(c["name"]) for c in data["categories"]}
+    except (TypeError, KeyError, ValueError):
+        return None
+    return ["background", *(by_label.get(k, str(k)) for k in range(1, max(by_label, default=0) + 1))]
 
 
 def dataset_view(folder: RunFolder) -> DatasetView:
@@ -36,6 +48,8 @@ def dataset_view(folder: RunFolder) -> DatasetView:
 
         return DatasetView(("background", *VOC_CLASS_NAMES),
                            segmentation=SegmentationLayout("voc12_root", layout.image_path, layout.class_gt_path))
+    if folder.dataset == "coco":
+        return DatasetView(coco_label_names(folder))
     if folder.dataset == "cub":
         from cub.layout import image_paths
 
