@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import run_sample
-from misc.report import html as R
+from misc.report import paper as R
 from pipeline.steps import SEGMENTATION_STEPS, Step
 
 SEGMENTATION_SWITCHES = [s.switch for s in SEGMENTATION_STEPS]
@@ -175,7 +175,7 @@ def test_report_alone_leaves_the_runs_records(tiny_voc_run, tmp_path):
 
 
 def test_paths_of_a_moved_run_follow_it(tmp_path):
-    from step.report import RunFolder
+    from misc.report.run_folder import RunFolder
 
     new = tmp_path / "new"
     (new / "result" / "sem_seg").mkdir(parents=True)
@@ -238,6 +238,42 @@ def test_report_with_one_metric_and_nan(tmp_path):
     assert parser.metric_cells["eval_cam/miou"] == "0.1235" and parser.metric_cells["eval_sem_seg/miou"] == "n/a"
     assert len(parser.imgs) == 2  # per-class bars and the sweep curve
     assert "scored on 3 images of &#x27;train&#x27;" in path.read_text()
+
+
+def class_column(report: Path) -> list[str]:
+    """The first cell of each row of the per-class IoU table."""
+    section = report.read_text().split('<section id="classes">', 1)[1].split("</section>", 1)[0]
+    return [row.split("</td>", 1)[0] for row in section.split("<tr><td>")[1:]]
+
+
+def test_report_names_coco_classes_by_their_categories(tmp_path):
+    from types import SimpleNamespace
+
+    from coco.dataset import COCO_2014_CATEGORIES, write_category_map
+
+    result = tmp_path / "result"
+    result.mkdir()
+    records = [{"id": i, "name": name, "supercategory": ""} for i, name in COCO_2014_CATEGORIES]
+    index = SimpleNamespace(root=tmp_path / "coco", splits={"train": []}, category_records=lambda: records)
+    write_category_map(index, result)
+    iou = [0.5] * 81
+    metrics = {"eval_cam": {"miou": 0.5, "iou": iou, "eval_set": "train", "num_images": 2},
+               "eval_deeplab": {"no_crf": {"Mean IoU": 0.5, "Class IoU": {str(k): 0.5 for k in range(81)}},
+                                "num_images": 2, "val_list": "val"}}
+    path, _ = _report(tmp_path, config__json={"dataset": "coco"}, metrics__json=metrics)
+    assert class_column(path) == ["background", *(name for _, name in COCO_2014_CATEGORIES)]
+    # without the category map the classes are numbered
+    os.remove(result / "coco_categories.json")
+    path, _ = _report(tmp_path, config__json={"dataset": "coco"}, metrics__json=metrics)
+    assert class_column(path) == [str(k) for k in range(81)]
+
+
+def test_report_package_imports_nothing_outside_misc():
+    from tests.test_architecture import imported_packages
+
+    used = {f"{p.name} imports {pkg}" for p in sorted((REPO_ROOT / "misc" / "report").glob("*.py"))
+            for pkg in imported_packages(p) - {"misc"}}
+    assert not used
 
 
 def test_report_of_a_run_with_training_logs_and_warnings(tmp_path):
