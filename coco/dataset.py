@@ -47,12 +47,12 @@ import numpy as np
 from misc.core.errors import DataError, MissingDataFileError, UserError
 from misc.core.fingerprint import index_cache_mismatch
 from misc.core.io import atomic_write, write_json
+from misc.core.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 80
 NUM_LABELS = NUM_CLASSES + 1  # values of a class mask: 0 background, 1..80 the categories (and 255 ignore)
-IGNORE = 255
 SPLIT_DIRS: dict[str, str] = {"train": "train2014", "val": "val2014"}
 ANNOTATION_FILES: dict[str, str] = {s: f"annotations/instances_{d}.json" for s, d in SPLIT_DIRS.items()}
 CACHE_VERSION = 1
@@ -211,7 +211,7 @@ def class_mask(anns: Sequence[dict], height: int, width: int, where: str = "") -
     decoded = _decoded(anns, height, width, where)
     for ann, m in decoded:
         if ann.get("iscrowd"):
-            out[m] = IGNORE
+            out[m] = IGNORE_INDEX
     objects = [(ann, m) for ann, m in decoded if not ann.get("iscrowd")]
     order = sorted(range(len(objects)), key=lambda k: -int(objects[k][1].sum()))  # stable: ties keep their order
     for k in order:
@@ -299,9 +299,9 @@ class COCOIndex:
         return {"coco_root": str(self.root), "coco_annotations": fingerprint(self.content_signature())}
 
     def palette(self) -> list[int]:
-        from misc.method.imutils import voc_palette
+        from misc.core.labels import label_palette
 
-        return voc_palette()
+        return label_palette()
 
     # ---- lists and labels
     def _read_list(self, path: str) -> list[str]:
@@ -670,7 +670,7 @@ def coco_categories(args) -> list[dict]:
 
 def category_map(index: COCOIndex) -> dict:
     """The contiguous ↔ official mapping as written to ``coco_categories.json``."""
-    return {"background": 0, "ignore": IGNORE,
+    return {"background": 0, "ignore": IGNORE_INDEX,
             "annotations": [str(index.root / ANNOTATION_FILES[s]) for s in sorted(index.splits)],
             "categories": [{"label": k + 1, **c} for k, c in enumerate(index.category_records())]}
 

@@ -16,7 +16,7 @@ import numpy as np
 from misc.eval.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
 from misc.core.outputs import load_output_npz
 from misc.core.paths import cam_path, vis_dir
-from misc.method.imutils import VOC_NUM_LABELS
+from voc12.facts import NUM_LABELS as VOC_NUM_LABELS
 from misc.core.results import update_metrics
 from misc.engine.per_image import with_projection
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from misc.method.imutils import VOC_NUM_LABELS
+from voc12.facts import NUM_LABELS as VOC_NUM_LABELS
 from misc.eval.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
 from misc.core.outputs import read_output_png
 from misc.core.paths import label_png

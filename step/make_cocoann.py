@@ -69,7 +69,7 @@ def dataset_records(args, ids: Sequence[str]) -> Records:
 
 # ------------------------------------------------------------------------------------------------------------ VOC
 def _voc_facts(args) -> DatasetFacts:
-    from misc.method.imutils import VOC_CLASS_NAMES
+    from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
     from voc12.dataloader import check_voc_root, class_gt_path, object_gt_path, open_voc
 
     root = check_voc_root(args.voc12_root)

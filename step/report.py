@@ -229,7 +229,7 @@ def run_section(folder: RunFolder) -> str:
 def class_names(dataset: str, n: int) -> list[str]:
     """Names of label values 0..n-1 (VOC: background and the 20 classes; other datasets: the numbers)."""
     if dataset == "voc" and n == 21:
-        from misc.method.imutils import VOC_CLASS_NAMES
+        from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
 
         return ["background", *VOC_CLASS_NAMES]
     return [str(i) for i in range(n)]
@@ -414,7 +414,7 @@ class _Cells:
         self.cells.append(f"<td>{picture}{R.esc(caption)}</td>")
 
     def label(self, label: np.ndarray | None, caption: str) -> None:
-        from misc.method.imutils import colorize_label
+        from misc.core.labels import colorize_label
 
         if label is not None:
             self.values |= {int(v) for v in np.unique(label)}
@@ -424,7 +424,7 @@ class _Cells:
 def voc_gallery(folder: RunFolder, n: int) -> str:
     """Train images: image | CAM of each GT class | IR label | pseudo mask | GT; val images: image | DeepLab
     without / with CRF | GT."""
-    from misc.method.imutils import voc_palette
+    from misc.core.labels import label_palette
     from misc.core.io import load_npz
     from misc.report.vis import overlay
     from voc12.layout import class_gt_path, image_path
@@ -478,7 +478,7 @@ def voc_gallery(folder: RunFolder, n: int) -> str:
         out.extend(_gallery_block("Val images: DeepLab predictions", rows))
     if not out:
         return R.note("No per-image outputs with ground truth yet (make_cam, make_sem_seg_labels, eval_deeplab).")
-    pal = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
+    pal = np.asarray(label_palette(), np.uint8).reshape(256, 3)
     out.append(R.legend({v: tuple(pal[v]) for v in values},
                         lambda v: "ignore" if v == 255 else names[v] if v < len(names) else str(v)))
     return "\n".join(out)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coco.dataset import (COCO_2014_CATEGORIES, COCOLayoutError, COCOSplitError, IGNORE, class_mask, coco_categories,
+from coco.dataset import (COCO_2014_CATEGORIES, COCOLayoutError, COCOSplitError, class_mask, coco_categories,
                           coco_image_records, instance_masks, open_coco, write_category_map)
 from misc.core.errors import DataError, MissingDataFileError
+from misc.core.labels import IGNORE_INDEX as IGNORE
 
 H, W = 8, 10
 

@@ -22,16 +22,14 @@ from torch.utils.data import Dataset
 from misc.method import imutils
 from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
 from misc.core.fingerprint import index_cache_mismatch
-from misc.method.imutils import VOC_CLASS_NAMES, TorchvisionNormalize, multiscale_flip_inputs, read_label_png  # noqa: F401
-from misc.method.imutils import voc_palette
+from misc.core.labels import IGNORE_INDEX, label_palette
+from misc.method.imutils import TorchvisionNormalize, multiscale_flip_inputs  # noqa: F401 (re-exported)
+from voc12.facts import CLASS_NAMES, NUM_CLASSES, NUM_LABELS
 from misc.core.io import atomic_write
 from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = 20
-NUM_LABELS = NUM_CLASSES + 1  # values of a label PNG: 0 background, 1..20 the classes (and 255 ignore)
-IGNORE = 255
 SPLITS = ("train", "val", "train_aug", "test", "trainval")
 CACHE_VERSION = 2  # 2: the cache carries the signature of the files it was built from (``source``)
 INDEX_FOLDERS = ("SegmentationClassAug", "SegmentationClass", "Annotations")  # what the lists / labels are read from
@@ -108,20 +106,25 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
     return ids
 
 
+def read_label_png(path: str | os.PathLike, num_classes: int | None = NUM_LABELS) -> np.ndarray:
+    """:func:`misc.method.imutils.read_label_png` checking VOC's values (0..20 or 255) unless told otherwise."""
+    return imutils.read_label_png(path, num_classes)
+
+
 def labels_from_xml(xml_path: Path) -> np.ndarray:
-    """Multi-hot (20,) float32 over every ``<name>`` in VOC_CLASS_NAMES (difficult/truncated included)."""
+    """Multi-hot (20,) float32 over every ``<name>`` in CLASS_NAMES (difficult/truncated included)."""
     vec = np.zeros(NUM_CLASSES, np.float32)
     for el in ET.parse(xml_path).getroot().iter("name"):
         name = (el.text or "").strip()
-        if name in VOC_CLASS_NAMES:
-            vec[VOC_CLASS_NAMES.index(name)] = 1.0
+        if name in CLASS_NAMES:
+            vec[CLASS_NAMES.index(name)] = 1.0
     return vec
 
 
 def labels_from_mask(png_path: Path) -> np.ndarray:
     """Multi-hot (20,) float32 from the class indices of a label PNG (0 and 255 ignored); the PNG is checked as
     :func:`read_label_png` does (mode, values 0..20 or 255)."""
-    vals = np.unique(read_label_png(png_path))
+    vals = np.unique(read_label_png(png_path, NUM_LABELS))
     vec = np.zeros(NUM_CLASSES, np.float32)
     for v in vals:
         if 1 <= v <= NUM_CLASSES:
@@ -141,14 +144,14 @@ class VOCIndex:
     name = "voc"
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
-    class_names = VOC_CLASS_NAMES
+    class_names = CLASS_NAMES
 
     def config_entry(self) -> dict:
         """What of the dataset shapes a step's outputs (an entry of their fingerprints)."""
         return {"voc12_root": str(self.root)}
 
     def palette(self) -> list[int]:
-        return voc_palette()
+        return label_palette()
 
     def ids(self, list_arg: str) -> list[str]:
         """Ids for a ``--*_list`` value: an existing list file, or a split name (``train_aug`` or ``voc12/train_aug.txt``)."""
@@ -479,10 +482,10 @@ class VOC12SegmentationDataset(Dataset):
         if self.hor_flip:
             img, label = imutils.random_lr_flip((img, label))
         if self.crop_method == "random":
-            img, label = imutils.random_crop((img, label), self.crop_size, (0, 255))
+            img, label = imutils.random_crop((img, label), self.crop_size, (0, IGNORE_INDEX))
         else:
             img = imutils.top_left_crop(img, self.crop_size, 0)
-            label = imutils.top_left_crop(label, self.crop_size, 255)
+            label = imutils.top_left_crop(label, self.crop_size, IGNORE_INDEX)
         return {"name": img_id, "img": imutils.hwc_to_chw(img), "label": np.ascontiguousarray(label)}
 
 

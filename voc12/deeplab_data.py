@@ -24,12 +24,13 @@ from typing import Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
+from misc.core.labels import IGNORE_INDEX
+
 log = logging.getLogger(__name__)
 
 MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
 TRAIN_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
 CROP_SIZE = 321
-IGNORE_LABEL = 255
 
 
 def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
@@ -75,7 +76,7 @@ def scale_image_label(image: np.ndarray, label: np.ndarray, scale: float) -> tup
 
 def pad_image_label_with_mean_and_ignore(image: np.ndarray, label: np.ndarray, crop_size: int,
                                          mean_bgr: Sequence[float] = MEAN_BGR,
-                                         ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
+                                         ignore_label: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray]:
     """Pad bottom/right so both sides are >= ``crop_size``: image with the float32 mean colour, label with 255."""
     h, w = label.shape
     pad_h, pad_w = max(crop_size - h, 0), max(crop_size - w, 0)
@@ -100,7 +101,7 @@ class DeepLabDataset(Dataset):
 
     def __init__(self, ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike | None = None,
                  *, augment: bool = False, crop_size: int = CROP_SIZE, scales: Sequence[float] = TRAIN_SCALES,
-                 flip: bool = True, mean_bgr: Sequence[float] = MEAN_BGR, ignore_label: int = IGNORE_LABEL,
+                 flip: bool = True, mean_bgr: Sequence[float] = MEAN_BGR, ignore_label: int = IGNORE_INDEX,
                  rng: random.Random | None = None, image_path: Callable[[str], Path] | None = None,
                  num_labels: int | None = None) -> None:
         if augment and label_dir is None:

@@ -30,12 +30,11 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from misc.method.imutils import VOC_CLASS_NAMES, voc_palette
+from misc.core.labels import IGNORE_INDEX, label_palette
+from voc12.facts import CLASS_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = len(VOC_CLASS_NAMES)
-IGNORE_INDEX = 255
 # Bumped whenever the same config draws other pixels (a demo folder written by an older version is rewritten).
 # 2: thick chairs; dining-table stripes of period 10 (5 was the finest texture of the set: 2.5 px at the demo's
 # 0.5 CAM scale, next to the 2-px limit of what that resolution can show).
@@ -499,7 +498,7 @@ def annotation_xml(img_id: str, height: int, width: int, classes: Sequence[int],
     ET.SubElement(root, "segmented").text = "1" if segmented else "0"
     for cls, (x0, y0, x1, y1) in zip(classes, boxes):
         obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = VOC_CLASS_NAMES[cls - 1]
+        ET.SubElement(obj, "name").text = CLASS_NAMES[cls - 1]
         ET.SubElement(obj, "pose").text = "Unspecified"
         truncated = x0 == 1 or y0 == 1 or x1 == width or y1 == height
         ET.SubElement(obj, "truncated").text = "1" if truncated else "0"
@@ -563,7 +562,7 @@ def _write_one(job: _Job) -> list[int]:
     class_map = sample.class_map()
     Image.fromarray(class_map).save(root / "SegmentationClassAug" / f"{job.img_id}.png", format="PNG")
     if has_seg:
-        palette = voc_palette()
+        palette = label_palette()
         border = sample.border()
         _save_palette_png(root / "SegmentationClass" / f"{job.img_id}.png",
                           np.where(border, IGNORE_INDEX, class_map), palette)

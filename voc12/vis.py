@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from misc.method.imutils import colorize_label
+from misc.core.labels import colorize_label
 from misc.core.paths import cam_path, label_png
 from misc.core.io import load_npz
 from misc.report.vis import hstack, overlay, save_rgb

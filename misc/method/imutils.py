@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError
+from misc.core.labels import IGNORE_INDEX
 
 _PIL_ORDER = {0: Image.NEAREST, 1: Image.BILINEAR, 3: Image.BICUBIC}
 
@@ -139,39 +140,10 @@ class TorchvisionNormalize:
         return out
 
 
-VOC_CLASS_NAMES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
-
-
-def voc_palette() -> list[int]:
-    """The standard 256-entry VOC colour map as a flat [r, g, b, ...] list (255 = (224, 224, 192))."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-def colorize_label(label: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 VOC colours."""
-    pal = np.asarray(voc_palette(), dtype=np.uint8).reshape(256, 3)
-    return pal[np.asarray(label, dtype=np.uint8)]
-
-
 # ------------------------------------------------------------------------------------------------ readers and inputs
-VOC_NUM_LABELS = 21  # values of a label PNG: 0 background, 1..20 the classes (and 255 ignore)
-IGNORE_LABEL = 255
 
 
-def read_label_png(path: str | os.PathLike, num_classes: int | None = VOC_NUM_LABELS) -> np.ndarray:
+def read_label_png(path: str | os.PathLike, num_classes: int | None) -> np.ndarray:
     """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours.
 
     Errors name the file: missing (:class:`~misc.core.errors.MissingDataFileError`), undecodable
@@ -195,12 +167,12 @@ def read_label_png(path: str | os.PathLike, num_classes: int | None = VOC_NUM_LA
             f"SegmentationClass/ (or SBD's SegmentationClassAug/) as they come, not a re-saved colour copy."
         )
     if num_classes is not None:
-        bad = (arr >= num_classes) & (arr != IGNORE_LABEL) | (arr < 0)
+        bad = (arr >= num_classes) & (arr != IGNORE_INDEX) | (arr < 0)
         if bad.any():
             vals = np.unique(arr[bad])
             shown = ", ".join(str(int(v)) for v in vals[:10]) + (" ..." if len(vals) > 10 else "")
             raise DataError(
-                f"{path}: label values must be 0..{num_classes - 1} or {IGNORE_LABEL} (ignore), found {shown} "
+                f"{path}: label values must be 0..{num_classes - 1} or {IGNORE_INDEX} (ignore), found {shown} "
                 f"in {int(bad.sum())} pixel(s). Is it a mask of this dataset (a palette PNG of class indices)?"
             )
     return arr.astype(np.uint8)
