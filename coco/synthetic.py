@@ -29,7 +29,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from coco.dataset import ANNOTATION_FILES, COCO_2014_CATEGORIES, SPLIT_DIRS
+from coco.facts import COCO_2014_CATEGORIES
+from coco.layout import ANNOTATION_FILES, SPLIT_DIRS
 from misc.synth.render import draw_background, render_image
 from misc.synth.styles import DEMO_STYLES
 

@@ -161,7 +161,7 @@ def test_class_mask_overlap_crowd_rle_and_polygon(folder):
 
 
 def test_index_cache_is_reused_and_rebuilt_when_the_annotations_change(folder, monkeypatch, caplog):
-    import coco.dataset as cd
+    import coco.build as cd
 
     root, cache = folder
     index = open_coco(root, cache)

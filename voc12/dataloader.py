@@ -5,10 +5,8 @@ user's folder, builds (or reads from its cache) the split lists and class labels
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +19,16 @@ from torch.utils.data import Dataset
 
 from misc.method import imutils
 from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
-from misc.core.fingerprint import index_cache_mismatch
+from misc.core.index_cache import FILES, ReadFiles, file_state, folder_state, read_index_cache, write_index_cache
 from misc.core.labels import IGNORE_INDEX, label_palette
 from misc.method.imutils import TorchvisionNormalize, multiscale_flip_inputs  # noqa: F401 (re-exported)
 from voc12.facts import CLASS_NAMES, NUM_CLASSES, NUM_LABELS
-from misc.core.io import atomic_write
 from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "train_aug", "test", "trainval")
-CACHE_VERSION = 2  # 2: the cache carries the signature of the files it was built from (``source``)
+CACHE_VERSION = 3  # 3: the signature covers every annotation and mask the labels were read from
 INDEX_FOLDERS = ("SegmentationClassAug", "SegmentationClass", "Annotations")  # what the lists / labels are read from
 GT_FOLDERS = ("SegmentationClass", "SegmentationClassAug", "SegmentationClassRaw", "SegmentationObject")
 
@@ -226,7 +223,8 @@ def missing_labels_message(ids: Sequence[str], root: Path, list_arg: str | None)
     )
 
 
-def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray], ReadFiles]:
+    """(split lists, image-level labels, the files the labels were read from) of ``root``."""
     seg_sets = root / "ImageSets" / "Segmentation"
     splits: dict[str, list[str]] = {}
     for name in ("train", "val", "test", "trainval"):
@@ -237,112 +235,60 @@ def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray
         val = set(splits.get("val", []))
         splits["train_aug"] = sorted(p.stem for p in aug_dir.glob("*.png") if p.stem not in val)
     labels: dict[str, np.ndarray] = {}
-    ann_dir = root / "Annotations"
+    read = ReadFiles(root)
     all_ids = sorted({i for k, v in splits.items() if k != "test" for i in v})
     for img_id in all_ids:
-        xml = ann_dir / f"{img_id}.xml"
-        if xml.is_file():
+        xml = root / "Annotations" / f"{img_id}.xml"
+        if read.stat(xml):
             labels[img_id] = labels_from_xml(xml)
             continue
         for folder in ("SegmentationClassAug", "SegmentationClass"):
             png = root / folder / f"{img_id}.png"
-            if png.is_file():
+            if read.stat(png):
                 labels[img_id] = labels_from_mask(png)
                 break
-    return splits, labels
+    return splits, labels, read
 
 
-def _source_signature(root: Path) -> dict:
-    """Cheap fingerprint of what :func:`_build_index` reads (JSON-native, so it compares equal after a round trip).
-
-    Each ``ImageSets/Segmentation/*.txt``: [size, mtime_ns]; each of :data:`INDEX_FOLDERS`: ``None`` when absent,
-    else [mtime_ns, number of entries]. Files edited in place inside those folders are not noticed (delete the
-    cache then); files added, removed or renamed are.
-    """
-    lists: dict[str, list[int]] = {}
+def _stated_signature(root: Path) -> dict:
+    """What of ``root`` is stated afresh on every open (:mod:`misc.core.index_cache`): each
+    ``ImageSets/Segmentation/*.txt`` (``lists``) and each of :data:`INDEX_FOLDERS` (``folders``: entries added or
+    removed); the annotations and masks the labels were read from are the cache's ``files``."""
+    lists: dict[str, list | None] = {}
     with os.scandir(root / "ImageSets" / "Segmentation") as it:
         for entry in it:
-            if entry.name.endswith(".txt") and entry.is_file():
-                st = entry.stat()
-                lists[entry.name] = [st.st_size, st.st_mtime_ns]
-    folders: dict[str, list[int] | None] = {}
-    for name in INDEX_FOLDERS:
-        try:
-            st = os.stat(root / name)
-            if not stat.S_ISDIR(st.st_mode):
-                raise NotADirectoryError(root / name)
-            with os.scandir(root / name) as it:
-                folders[name] = [st.st_mtime_ns, sum(1 for _ in it)]
-        except OSError:
-            folders[name] = None
+            if entry.name.endswith(".txt"):
+                state = file_state(entry.path)
+                if state is not None:
+                    lists[entry.name] = state
+    folders = {f"{name}/": folder_state(root / name) for name in INDEX_FOLDERS}
     return {"lists": dict(sorted(lists.items())), "folders": folders}
-
-
-def _signature_changes(old: object, new: dict) -> str:
-    """Human-readable differences between two :func:`_source_signature` values."""
-    if not isinstance(old, dict) or not isinstance(old.get("lists"), dict) or not isinstance(old.get("folders"), dict):
-        return "it has no readable source signature"
-    changes = []
-    old_lists, new_lists = old["lists"], new["lists"]
-    for name in sorted(set(old_lists) | set(new_lists)):
-        a, b = old_lists.get(name), new_lists.get(name)
-        what = "appeared" if a is None else "disappeared" if b is None else "changed" if a != b else None
-        if what:
-            changes.append(f"ImageSets/Segmentation/{name} {what}")
-    for name in INDEX_FOLDERS:
-        a, b = old["folders"].get(name), new["folders"].get(name)
-        if a == b:
-            continue
-        if a is None or b is None:
-            changes.append(f"{name}/ {'appeared' if a is None else 'disappeared'}")
-        elif isinstance(a, list) and len(a) == 2 and a[1] != b[1]:
-            changes.append(f"{name}/ changed ({a[1]} -> {b[1]} entries)")
-        else:
-            changes.append(f"{name}/ changed")
-    return ", ".join(changes) or "its source signature differs"
-
-
-def _read_cache(cache: Path, root: Path, signature: dict) -> tuple[VOCIndex | None, str]:
-    """The cached index when it is current, else ``(None, why it is not)``."""
-    try:
-        data = json.loads(cache.read_text())
-        why = index_cache_mismatch(data, CACHE_VERSION, root, signature, _signature_changes)
-        if why:
-            return None, why
-        labels = {k: np.asarray(v, np.float32) for k, v in data["labels"].items()}
-        return VOCIndex(root, {k: list(v) for k, v in data["splits"].items()}, labels), ""
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSON / Unicode errors are ValueErrors
-        log.warning("ignoring unreadable VOC index cache %s (%s); rebuilding it", cache, e)
-        return None, "it is unreadable"
 
 
 def open_voc(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> VOCIndex:
     """Validate ``root`` and return its lists and labels, cached as JSON in ``cache_dir``.
 
-    The cache records a signature of the files it was built from (:func:`_source_signature`) and is rebuilt,
-    with an INFO line saying why, when the signature, the root or the cache format differ. It is written
-    atomically (unique temp file + rename), so concurrent callers (e.g. torchrun ranks) never see a partial file.
+    The cache records the state of every list, folder and annotation it was built from
+    (:mod:`misc.core.index_cache`) and is rebuilt, with an INFO line naming what changed, when any of them, the root
+    or the cache format differ. It is written atomically, so concurrent callers (e.g. torchrun ranks) never see a
+    partial file.
     """
     root = check_voc_root(root).resolve()
-    cache = Path(cache_dir) / "voc12_index.json" if cache_dir else None
-    signature = _source_signature(root) if cache is not None else {}  # taken before building: changes made
-    if cache is not None and cache.is_file():  # while building show up as stale next time
-        index, why = _read_cache(cache, root, signature)
-        if index is not None:
-            return index
+    if cache_dir is None:
+        splits, labels, _ = _build_index(root)
+        return VOCIndex(root, splits, labels)
+    cache = Path(cache_dir) / "voc12_index.json"
+    stated = _stated_signature(root)  # taken before building: changes made while building show up as stale next time
+    data, why = read_index_cache(cache, CACHE_VERSION, root, stated, {"lists": "ImageSets/Segmentation/"})
+    if data is not None:
+        labels = {k: np.asarray(v, np.float32) for k, v in data["labels"].items()}
+        return VOCIndex(root, {k: list(v) for k, v in data["splits"].items()}, labels)
+    if why:
         log.info("rebuilding VOC index cache %s: %s", cache, why)
-    splits, labels = _build_index(root)
-    if cache is not None:
-        payload = {
-            "version": CACHE_VERSION,
-            "root": str(root),
-            "source": signature,
-            "splits": splits,
-            "labels": {k: v.astype(int).tolist() for k, v in labels.items()},
-        }
-        text = json.dumps(payload)
-        atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
-        log.info("built VOC lists/labels for %s: %s", root, {k: len(v) for k, v in splits.items()})
+    splits, labels, read = _build_index(root)
+    write_index_cache(cache, CACHE_VERSION, root, {**stated, FILES: dict(read)},
+                      {"splits": splits, "labels": {k: v.astype(int).tolist() for k, v in labels.items()}})
+    log.info("built VOC lists/labels for %s: %s", root, {k: len(v) for k, v in splits.items()})
     return VOCIndex(root, splits, labels)
 
 
