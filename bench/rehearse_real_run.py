@@ -714,7 +714,7 @@ def count_units(image_hw: tuple[int, int] = (375, 500)) -> dict:
     from pipeline.models import build_cam_cnn, build_cam_vit, build_deeplab, build_irn, build_irn_inference
     from step.train_irn import TRAIN_RADIUS
     from pipeline.tasks import WALK_RADIUS
-    from voc12.dataloader import multiscale_flip_inputs
+    from misc.method.imutils import multiscale_flip_inputs
 
     args = run_sample.parse_args(["--no_pretrained"])  # every default, random init (values are irrelevant on meta)
     meta = torch.device("meta")

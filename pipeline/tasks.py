@@ -20,7 +20,8 @@ from misc.core.paths import cam_path, per_image
 from misc.core.io import save_npz
 from misc.engine.per_image import PerImageTask
 from misc.method.torchutils import autocast
-from voc12.dataloader import multiscale_flip_inputs, read_image
+from dataset.images import read_image
+from misc.method.imutils import multiscale_flip_inputs
 
 WALK_RADIUS = 5  # the random walk's radius (make_sem_seg_labels, make_ins_seg_labels)
 
@@ -91,7 +92,8 @@ class DeepLabLogitsTask(PerImageTask):
         self.model = load_deeplab(self.args, device)
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr, subtract_mean
+        from dataset.deeplab_data import subtract_mean
+        from dataset.images import read_image_bgr
 
         return np.ascontiguousarray(subtract_mean(read_image_bgr(self.voc.image_path(img_id))).transpose(2, 0, 1))
 

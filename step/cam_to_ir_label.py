@@ -14,7 +14,7 @@ from misc.core.paths import cam_path, label_png
 from misc.core.io import save_png
 from misc.engine.per_image import PerImageTask, run_per_image
 from pipeline.datasets import open_dataset
-from voc12.dataloader import read_image
+from dataset.images import read_image
 
 
 class IRLabelTask(PerImageTask):

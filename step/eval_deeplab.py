@@ -42,7 +42,7 @@ class CRFTask(PerImageTask):
         return {"logits": identity(self.logits_dir), "guide": self.guide}
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr
+        from dataset.images import read_image_bgr
 
         return read_image_bgr(self.voc.image_path(img_id)).astype(np.uint8), load_output_npz(
             deeplab_logits_path(self.logits_dir, img_id), "eval_deeplab", DeepLabLogitsTask.output_keys)

@@ -32,7 +32,8 @@ class TestExportTask(DeepLabLogitsTask):
 
     def load(self, img_id: str):
         """(mean-subtracted CHW input, the BGR uint8 image for the CRF guide) from one read of the file."""
-        from voc12.deeplab_data import read_image_bgr, subtract_mean
+        from dataset.deeplab_data import subtract_mean
+        from dataset.images import read_image_bgr
 
         bgr = read_image_bgr(self.voc.image_path(img_id))
         return np.ascontiguousarray(subtract_mean(bgr).transpose(2, 0, 1)), bgr.astype(np.uint8)

@@ -22,7 +22,8 @@ from misc.core.io import save_npz
 from misc.engine.per_image import PerImageTask, device_workers, run_per_image
 from net.deit_cam import fuse_flip_pair
 from pipeline.datasets import open_dataset
-from voc12.dataloader import multiscale_flip_inputs, read_image
+from dataset.images import read_image
+from misc.method.imutils import multiscale_flip_inputs
 
 log = logging.getLogger(__name__)
 CAM_STRIDE = 4

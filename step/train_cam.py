@@ -27,7 +27,7 @@ from misc.method.torchutils import PolyAdamW, PolySGD, gap2d
 from misc.engine.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
 from pipeline.datasets import open_dataset
-from voc12.dataloader import VOC12ClassificationDataset
+from dataset.torch_datasets import ClassificationDataset
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ class TrainCamJob(TrainJob):
         train_ids = voc.check_ids(voc.ids(a.train_list), a.train_list)
         val_ids = voc.check_ids(voc.ids(a.val_list), a.val_list)
         self.crop = a.cam_crop_size
-        self.dataset = VOC12ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(a.cam_resize_long),
+        self.dataset = ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(a.cam_resize_long),
                                                   hor_flip=True, crop_size=self.crop, crop_method="random",
                                                   image_path=voc.image_path)
-        val_ds = VOC12ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=self.crop, image_path=voc.image_path)
+        val_ds = ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=self.crop, image_path=voc.image_path)
         self.val_loader = make_loader(val_ds, a.cam_batch_size, ctx, flag="--cam_batch_size", train=False,
                                       num_workers=a.num_workers)
         self.global_batch, self.micro_batch = a.cam_batch_size, None

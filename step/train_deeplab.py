@@ -64,7 +64,7 @@ class TrainDeepLabJob(TrainJob):
     def setup(self, ctx: DistContext) -> None:
         from misc.method.deeplab_utils import PolynomialLR
         from net.deeplab_v2 import load_backbone_init, param_groups
-        from voc12.deeplab_data import deeplab_train_dataset
+        from dataset.deeplab_data import deeplab_train_dataset
 
         a, device = self.args, ctx.device
         self.device, self.ctx = device, ctx

@@ -22,7 +22,7 @@ from pipeline.models import build_irn
 from misc.method.torchutils import PolySGD
 from misc.engine.training import TrainJob, autocast, run_training
 from pipeline.datasets import open_dataset
-from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset
+from dataset.torch_datasets import AffinityDataset, ImageDataset
 
 log = logging.getLogger(__name__)
 TRAIN_RADIUS = 10
@@ -73,7 +73,7 @@ class TrainIrnJob(TrainJob):
         self.src = torch.as_tensor(path_index.src_indices, device=device)
         self.dst = torch.as_tensor(path_index.dst_indices, device=device)
         ids = self.voc.ids(a.train_list)
-        self.dataset = VOC12AffinityDataset(ids, a.ir_label_out_dir, crop, self.voc.root, hor_flip=True,
+        self.dataset = AffinityDataset(ids, a.ir_label_out_dir, crop, self.voc.root, hor_flip=True,
                                             crop_method="random", rescale=(0.5, 1.5), image_path=self.voc.image_path,
                                             num_labels=self.voc.num_labels)
         self.global_batch, self.micro_batch = a.irn_batch_size, None
@@ -102,7 +102,7 @@ class TrainIrnJob(TrainJob):
 
     def finish(self, ctx: DistContext) -> None:
         a = self.args
-        infer_ds = VOC12ImageDataset(self.voc.ids(a.infer_list), self.voc.root, crop_size=a.irn_crop_size,
+        infer_ds = ImageDataset(self.voc.ids(a.infer_list), self.voc.root, crop_size=a.irn_crop_size,
                                      crop_method="top_left", image_path=self.voc.image_path)
         # the original drops the last incomplete batch; with fewer images than a batch, keep them all
         infer_loader = make_loader(infer_ds, a.irn_batch_size, ctx, flag="--irn_batch_size", train=False,

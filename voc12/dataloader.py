@@ -1,4 +1,5 @@
-"""PASCAL VOC 2012 data layer (docs/data_voc.md): lists, image-level labels and the datasets of every step.
+"""PASCAL VOC 2012 data layer (docs/data_voc.md): lists, image-level labels, and the datasets of the steps under the
+original's names (``VOC12ImageDataset`` ...: the dataset-neutral classes of :mod:`dataset` with VOC's defaults).
 
 Ids are strings everywhere (``"2007_000032"``). Nothing is read at import time: :func:`open_voc` validates the
 user's folder, builds (or reads from its cache) the split lists and class labels, and returns a :class:`VOCIndex`.
@@ -13,14 +14,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
-from misc.method import imutils
-from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError, UserError
+from dataset.images import read_image  # noqa: F401 (re-exported)
+from dataset.torch_datasets import AffinityDataset, ClassificationDataset, ImageDataset, SegmentationDataset
+from misc.core.errors import DataError, MissingDataFileError, UserError
 from misc.core.index_cache import FILES, ReadFiles, file_state, folder_state, read_index_cache, write_index_cache
-from misc.core.labels import IGNORE_INDEX, label_palette
+from misc.core.labels import label_palette
+from misc.method import imutils
 from misc.method.imutils import TorchvisionNormalize, multiscale_flip_inputs  # noqa: F401 (re-exported)
 from voc12.facts import CLASS_NAMES, NUM_CLASSES, NUM_LABELS
 from voc12.layout import class_gt_path, image_path, object_gt_path  # noqa: F401 (re-exported)
@@ -292,156 +292,33 @@ def open_voc(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None
     return VOCIndex(root, splits, labels)
 
 
-def read_image(path: str | os.PathLike, img_id: str | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grayscale/CMYK/RGBA converted. Errors name the id and the file."""
-    path = Path(path)
-    who = f"image id {img_id!r}: " if img_id else ""
-    if not path.is_file():
-        raise MissingDataFileError(f"{who}no image at {path}; put the JPEG there or remove the id from the list")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as exc:
-        raise UnreadableFileError(f"{who}cannot read image {path} ({type(exc).__name__}: {exc}); replace the file "
-                                  "with an intact copy or remove the id from the list") from exc
+class VOCDefaults:
+    """What the VOC names add to the dataset-neutral classes of :mod:`dataset`: images ``<root>/JPEGImages/<id>.jpg``
+    unless ``image_path`` is given, VOC's 21 label values checked unless ``num_labels`` is given, and where VOC's
+    image-level labels come from when an id has none."""
+
+    root: Path
+    image_path: Callable[[str], Path] | None
+    default_num_labels = NUM_LABELS
+
+    def image_file(self, img_id: str) -> Path:
+        return self.image_path(img_id) if self.image_path else image_path(self.root, img_id)
+
+    def missing_label_message(self, img_id: str) -> str:
+        return missing_labels_message([img_id], self.root, None)
 
 
-def check_same_size(img_id: str, label: np.ndarray, label_path: Path, img_shape: Sequence[int], img_path: Path,
-                    what: str = "mask") -> None:
-    """:class:`~misc.core.errors.DataError` naming the id and both files when ``label`` is not ``img_shape[:2]``."""
-    if tuple(label.shape[:2]) != tuple(img_shape[:2]):
-        raise DataError(
-            f"image id {img_id!r}: the {what} {label_path} is {label.shape[0]}x{label.shape[1]} (HxW) but the image "
-            f"{img_path} is {img_shape[0]}x{img_shape[1]}; a {what} must have its image's size (is it the mask of "
-            f"another image, or resized?)"
-        )
+class VOC12ImageDataset(VOCDefaults, ImageDataset):
+    """:class:`dataset.torch_datasets.ImageDataset` with :class:`VOCDefaults` (the original's name)."""
 
 
-class VOC12ImageDataset(Dataset):
-    """Image only: resize_long → random_scale → normalise → flip → crop (fill 0 after normalising) → CHW."""
-
-    def __init__(
-        self,
-        ids: Sequence[str],
-        voc12_root: str | os.PathLike,
-        resize_long: tuple[int, int] | None = None,
-        rescale: tuple[float, float] | None = None,
-        img_normal=TorchvisionNormalize(),
-        hor_flip: bool = False,
-        crop_size: int | None = None,
-        crop_method: str | None = None,
-        to_torch: bool = True,
-        image_path: Callable[[str], Path] | None = None,
-    ) -> None:
-        self.ids = list(ids)
-        self.root = Path(voc12_root)
-        self.image_path = image_path  # the dataset's image of an id (COCO); None: <root>/JPEGImages/<id>.jpg
-        self.resize_long, self.rescale = resize_long, rescale
-        self.img_normal, self.hor_flip = img_normal, hor_flip
-        self.crop_size, self.crop_method, self.to_torch = crop_size, crop_method, to_torch
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def load(self, idx: int) -> tuple[str, np.ndarray]:
-        img_id = self.ids[idx]
-        path = self.image_path(img_id) if self.image_path else self.root / "JPEGImages" / f"{img_id}.jpg"
-        return img_id, read_image(path, img_id)
-
-    def transform(self, img: np.ndarray) -> np.ndarray:
-        if self.resize_long:
-            img = imutils.random_resize_long(img, *self.resize_long)
-        if self.rescale:
-            img = imutils.random_scale(img, self.rescale, 3)
-        if self.img_normal:
-            img = self.img_normal(img)
-        if self.hor_flip:
-            img = imutils.random_lr_flip(img)
-        if self.crop_size:
-            if self.crop_method == "random":
-                img = imutils.random_crop(img, self.crop_size, 0)
-            else:
-                img = imutils.top_left_crop(img, self.crop_size, 0)
-        if self.to_torch:
-            img = imutils.hwc_to_chw(img)
-        return img
-
-    def __getitem__(self, idx: int) -> dict:
-        img_id, img = self.load(idx)
-        return {"name": img_id, "img": self.transform(img)}
+class VOC12ClassificationDataset(VOCDefaults, ClassificationDataset):
+    """:class:`dataset.torch_datasets.ClassificationDataset` with :class:`VOCDefaults` (the original's name)."""
 
 
-class VOC12ClassificationDataset(VOC12ImageDataset):
-    """Adds ``label``: the (C,) multi-hot float tensor (C = 20 on VOC, 80 on COCO)."""
-
-    def __init__(self, ids: Sequence[str], voc12_root, labels: dict[str, np.ndarray], **kw) -> None:
-        super().__init__(ids, voc12_root, **kw)
-        self.labels = labels
-
-    def __getitem__(self, idx: int) -> dict:
-        out = super().__getitem__(idx)
-        out["label"] = torch.from_numpy(np.asarray(self.label_of(out["name"]), np.float32))
-        return out
-
-    def label_of(self, img_id: str) -> np.ndarray:
-        try:
-            return self.labels[img_id]
-        except KeyError:
-            raise DataError(missing_labels_message([img_id], self.root, None)) from None
+class VOC12SegmentationDataset(VOCDefaults, SegmentationDataset):
+    """:class:`dataset.torch_datasets.SegmentationDataset` with :class:`VOCDefaults` (the original's name)."""
 
 
-class VOC12SegmentationDataset(Dataset):
-    """Image + label PNG: joint random_scale → normalise → joint flip → joint crop (fills 0 / 255) → CHW."""
-
-    def __init__(
-        self,
-        ids: Sequence[str],
-        label_dir: str | os.PathLike,
-        crop_size: int,
-        voc12_root: str | os.PathLike,
-        rescale: tuple[float, float] | None = None,
-        img_normal=TorchvisionNormalize(),
-        hor_flip: bool = False,
-        crop_method: str = "random",
-        image_path: Callable[[str], Path] | None = None,
-        num_labels: int = NUM_LABELS,
-    ) -> None:
-        self.ids, self.label_dir, self.root = list(ids), Path(label_dir), Path(voc12_root)
-        self.crop_size, self.rescale, self.img_normal = crop_size, rescale, img_normal
-        self.hor_flip, self.crop_method = hor_flip, crop_method
-        self.image_path, self.num_labels = image_path, num_labels  # COCO: its image paths and 81 labels
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, idx: int) -> dict:
-        img_id = self.ids[idx]
-        img_path = self.image_path(img_id) if self.image_path else self.root / "JPEGImages" / f"{img_id}.jpg"
-        label_path = self.label_dir / f"{img_id}.png"
-        img = read_image(img_path, img_id)
-        label = read_label_png(label_path, self.num_labels)
-        check_same_size(img_id, label, label_path, img.shape, img_path)
-        if self.rescale:
-            img, label = imutils.random_scale((img, label), self.rescale, (3, 0))
-        if self.img_normal:
-            img = self.img_normal(img)
-        if self.hor_flip:
-            img, label = imutils.random_lr_flip((img, label))
-        if self.crop_method == "random":
-            img, label = imutils.random_crop((img, label), self.crop_size, (0, IGNORE_INDEX))
-        else:
-            img = imutils.top_left_crop(img, self.crop_size, 0)
-            label = imutils.top_left_crop(label, self.crop_size, IGNORE_INDEX)
-        return {"name": img_id, "img": imutils.hwc_to_chw(img), "label": np.ascontiguousarray(label)}
-
-
-class VOC12AffinityDataset(VOC12SegmentationDataset):
-    """Segmentation crop + ``label_reduced``: the label reduced ×0.25 (PIL nearest), (h, w) uint8.
-
-    train_irn turns it into the affinity targets on the device (:func:`misc.method.indexing.affinity_labels_batch`).
-    """
-
-    def __getitem__(self, idx: int) -> dict:
-        out = super().__getitem__(idx)
-        out["label_reduced"] = torch.from_numpy(np.array(imutils.pil_rescale(out.pop("label"), 0.25, 0)))
-        return out
+class VOC12AffinityDataset(VOCDefaults, AffinityDataset):
+    """:class:`dataset.torch_datasets.AffinityDataset` with :class:`VOCDefaults` (the original's name)."""

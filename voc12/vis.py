@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from dataset.images import read_image
 from misc.core.labels import colorize_label
 from misc.core.paths import cam_path, label_png
 from misc.core.io import load_npz
+from misc.method.imutils import read_label_png
 from misc.report.vis import hstack, overlay, save_rgb
-from voc12.dataloader import read_image, read_label_png
 
 
 def save_cam_overlays(voc, ids: Sequence[str], cam_dir: str | Path, out_dir: str | Path) -> None:
