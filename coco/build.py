@@ -27,6 +27,8 @@ from misc.core.io import atomic_write
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: ctime in the annotation files' signature
+
+
 def _categories_of(data: dict, path: Path) -> list[list]:
     cats = []
     for c in data["categories"]:
