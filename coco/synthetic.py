@@ -7,7 +7,7 @@
 
 Both JSON files list all 80 COCO 2014 categories with their official ids; the images use the first
 ``num_categories`` of :data:`CATEGORY_ORDER`, each drawn as one of the VOC demo's object kinds (shape, colour,
-texture; :data:`voc12.synthetic.CLASS_STYLES`) on the same cluttered backgrounds. Every annotation is one visible
+texture; :data:`misc.synth.styles.DEMO_STYLES`) on the same cluttered backgrounds. Every annotation is one visible
 object: a polygon (outer contours), or compressed RLE for every ``rle_every``-th annotation and for shapes a polygon
 cannot trace (IoU < 0.8, e.g. rings); in every ``crowd_every``-th image with two or more objects the last one is an
 ``iscrowd=1`` region in uncompressed RLE (as COCO's crowds); every ``empty_every``-th image (index 1, 1 + k·
@@ -29,8 +29,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from coco.dataset import ANNOTATION_FILES, COCO_2014_CATEGORIES, SPLIT_DIRS
-from voc12.synthetic import CLASS_STYLES, render_image  # the VOC demo's renderer, shared (docs/architecture.md)
+from coco.facts import COCO_2014_CATEGORIES
+from coco.layout import ANNOTATION_FILES, SPLIT_DIRS
+from misc.synth.render import draw_background, render_image
+from misc.synth.styles import DEMO_STYLES
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,7 @@ def _polygon_iou(polys: list[list[float]], mask: np.ndarray) -> float:
 
 
 def _background_only(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    from voc12.synthetic import _background
-
-    img = _background(rng, h, w) + rng.normal(0.0, 5.0, size=(h, w, 3)).astype(np.float32)
+    img = draw_background(rng, h, w) + rng.normal(0.0, 5.0, size=(h, w, 3)).astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
@@ -165,7 +165,7 @@ def make_synthetic_coco(root: str | os.PathLike, num_train: int = 40, num_val: i
         raise ValueError("image counts must be >= 0")
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
-    by_name = {s.name: s for s in CLASS_STYLES}
+    by_name = {s.name: s for s in DEMO_STYLES}
     used = CATEGORY_ORDER[:num_categories]
     styles = [by_name[name] for name, _ in used]
     category_ids = [cid for _, cid in used]

@@ -22,7 +22,8 @@ from misc.core.paths import cam_path, per_image
 from misc.core.io import save_npz
 from misc.engine.per_image import PerImageTask
 from misc.method.torchutils import autocast
-from voc12.dataloader import multiscale_flip_inputs, read_image
+from dataset.images import read_image
+from misc.method.imutils import multiscale_flip_inputs
 
 WALK_RADIUS = 5  # the random walk's radius (make_sem_seg_labels, make_ins_seg_labels)
 
@@ -36,8 +37,8 @@ class StepTask(PerImageTask):
     """A per-image task of the pipeline step ``name``: ``<out_dir>/<id><suffix>`` outputs whose fingerprint is the
     step's flags and inputs (:func:`pipeline.flags.step_config`) plus :meth:`inputs`."""
 
-    def __init__(self, args, dataset, out_dir: str | Path) -> None:
-        self.args, self.dataset, self.out_dir = args, dataset, Path(out_dir)
+    def __init__(self, args, index, out_dir: str | Path) -> None:
+        self.args, self.index, self.out_dir = args, index, Path(out_dir)
 
     def output_path(self, img_id: str) -> Path:
         return per_image(self.out_dir, img_id, self.suffix)
@@ -47,14 +48,14 @@ class StepTask(PerImageTask):
         return {}
 
     def config(self) -> dict:
-        return step_config(self.args, self.name, self.dataset, **self.inputs())
+        return step_config(self.args, self.name, self.index, **self.inputs())
 
 
 class IRNetTask(StepTask):
     """Shared by the semantic and instance steps: image + CAMs in, IRNet (edge, displacement) on the device."""
 
-    def __init__(self, args, dataset, out_dir: str) -> None:
-        super().__init__(args, dataset, out_dir)
+    def __init__(self, args, index, out_dir: str) -> None:
+        super().__init__(args, index, out_dir)
         self.cam_dir = Path(args.cam_out_dir)
 
     def setup(self, device: torch.device) -> None:
@@ -66,7 +67,7 @@ class IRNetTask(StepTask):
         if not path.is_file():
             raise FileNotFoundError(f"no CAM at {path}; make_cam covers --train_list, which must include "
                                     "--infer_list")
-        return read_image(self.dataset.image_path(img_id), img_id), load_output_npz(path, "make_cam", ("keys", "cam"))
+        return read_image(self.index.image_path(img_id), img_id), load_output_npz(path, "make_cam", ("keys", "cam"))
 
     def edge_and_displacement(self, img) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.args.amp):
@@ -85,9 +86,10 @@ class DeepLabLogitsTask(StepTask):
         self.model = load_deeplab(self.args, device)
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr, subtract_mean
+        from dataset.deeplab_data import subtract_mean
+        from dataset.images import read_image_bgr
 
-        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.dataset.image_path(img_id))).transpose(2, 0, 1))
+        return np.ascontiguousarray(subtract_mean(read_image_bgr(self.index.image_path(img_id))).transpose(2, 0, 1))
 
     def process(self, img_id: str, img) -> None:
         x = torch.as_tensor(np.asarray(img))[None].to(self.device)

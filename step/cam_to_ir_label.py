@@ -13,16 +13,16 @@ from misc.core.paths import cam_path
 from misc.core.io import save_png
 from misc.engine.per_image import run_per_image
 from pipeline.datasets import open_dataset
+from dataset.images import read_image
 from pipeline.tasks import StepTask
-from voc12.dataloader import read_image
 
 
 class IRLabelTask(StepTask):
     name = "cam_to_ir_label"
     suffix = ".png"
 
-    def __init__(self, args, dataset) -> None:
-        super().__init__(args, dataset, args.ir_label_out_dir)
+    def __init__(self, args, index) -> None:
+        super().__init__(args, index, args.ir_label_out_dir)
         self.cam_dir = Path(args.cam_out_dir)
         self.fg_thres, self.bg_thres = args.conf_fg_thres, args.conf_bg_thres
 
@@ -30,7 +30,7 @@ class IRLabelTask(StepTask):
         path = cam_path(self.cam_dir, img_id)
         if not path.is_file():
             raise FileNotFoundError(f"no CAM at {path}; run make_cam first")
-        return read_image(self.dataset.image_path(img_id), img_id), load_output_npz(path, "make_cam",
+        return read_image(self.index.image_path(img_id), img_id), load_output_npz(path, "make_cam",
                                                                                  ("keys", "high_res"))
 
     def process(self, img_id: str, inputs) -> None:
@@ -40,6 +40,6 @@ class IRLabelTask(StepTask):
 
 
 def run(args) -> None:
-    dataset = open_dataset(args)
-    run_per_image(IRLabelTask(args, dataset), dataset.ids(args.train_list), devices=["cpu"],
+    index = open_dataset(args)
+    run_per_image(IRLabelTask(args, index), index.ids(args.train_list), devices=["cpu"],
                   processes=max(1, args.num_workers), overwrite=args.overwrite, shard=args.shard)

@@ -16,7 +16,7 @@ import numpy as np
 from misc.eval.metrics import ConfusionMeter, gt_to_chainer, iou_from_confusion, miou
 from misc.core.outputs import load_output_npz
 from misc.core.paths import cam_path, vis_dir
-from misc.method.imutils import VOC_NUM_LABELS
+from voc12.facts import NUM_LABELS as VOC_NUM_LABELS
 from misc.core.results import update_metrics
 from misc.engine.per_image import with_projection
 
@@ -61,16 +61,16 @@ def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: 
 def run(args) -> dict:
     from pipeline.datasets import open_for_eval
 
-    voc = open_for_eval(args)
-    ids = voc.ids(args.chainer_eval_set)
+    index = open_for_eval(args)
+    ids = index.ids(args.chainer_eval_set)
     missing = [i for i in ids if not cam_path(args.cam_out_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
                                 "make_cam writes them for --train_list, which must cover --chainer_eval_set")
     cams = (load_cam(args.cam_out_dir, i) for i in with_projection(ids, "eval_cam", len(ids)))
-    gts = (voc.read_class_gt(i) for i in ids)
+    gts = (index.read_class_gt(i) for i in ids)
     thresholds = sorted(set(float(t) for t in args.cam_eval_sweep) | {float(args.cam_eval_thres)})
-    results = evaluate_seeds(cams, gts, thresholds, ids, voc.num_labels)
+    results = evaluate_seeds(cams, gts, thresholds, ids, index.num_labels)
     main = results[float(args.cam_eval_thres)]
     best_t = max(results, key=lambda t: results[t]["miou"] if np.isfinite(results[t]["miou"]) else -1)
     for t, r in results.items():
@@ -84,7 +84,7 @@ def run(args) -> dict:
         "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
     }
     update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
-    from voc12.vis import save_cam_overlays
+    from dataset.vis import save_cam_overlays
 
-    save_cam_overlays(voc, ids[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
+    save_cam_overlays(index, ids[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
     return metrics

@@ -32,17 +32,17 @@ class CRFTask(StepTask):
     name = "eval_deeplab"
     suffix = ".png"
 
-    def __init__(self, args, dataset, logits_dir: Path, out_dir: Path) -> None:
-        super().__init__(args, dataset, out_dir)
+    def __init__(self, args, index, logits_dir: Path, out_dir: Path) -> None:
+        super().__init__(args, index, out_dir)
         self.logits_dir, self.guide = Path(logits_dir), args.deeplab_crf_guide
 
     def inputs(self) -> dict:
         return {"logits": identity(self.logits_dir)}
 
     def load(self, img_id: str):
-        from voc12.deeplab_data import read_image_bgr
+        from dataset.images import read_image_bgr
 
-        return read_image_bgr(self.dataset.image_path(img_id)).astype(np.uint8), load_output_npz(
+        return read_image_bgr(self.index.image_path(img_id)).astype(np.uint8), load_output_npz(
             deeplab_logits_path(self.logits_dir, img_id), "eval_deeplab", DeepLabLogitsTask.output_keys)
 
     def process(self, img_id: str, inputs) -> None:
@@ -51,7 +51,7 @@ class CRFTask(StepTask):
         bgr, logits = inputs
         probs = probs_from_logits(logits)
         q = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.guide == "original"), probs)
-        save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=self.dataset.palette())
+        save_png(self.output_path(img_id), np.argmax(q, 0).astype(np.uint8), palette=self.index.palette())
 
 
 def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: bool = False,
@@ -67,35 +67,35 @@ def predictions_without_crf(ids, logits_dir: Path, out_dir: Path, overwrite: boo
             save_png(path, pred, palette=palette)
 
 
-def score_folder(ids, pred_dir: Path, dataset) -> dict:
-    """deeplab-pytorch's scores of the predictions in ``pred_dir`` against the dataset's ground truth (``dataset``:
+def score_folder(ids, pred_dir: Path, index) -> dict:
+    """deeplab-pytorch's scores of the predictions in ``pred_dir`` against the dataset's ground truth (``index``:
     the index of :mod:`pipeline.datasets`), streamed one image at a time."""
-    gts = (dataset.read_class_gt(i) for i in with_projection(ids, f"eval_deeplab scoring {pred_dir.name}", len(ids)))
+    gts = (index.read_class_gt(i) for i in with_projection(ids, f"eval_deeplab scoring {pred_dir.name}", len(ids)))
     preds = (read_output_png(label_png(pred_dir, i), "eval_deeplab") for i in ids)
-    scores, _ = deeplab_scores(gts, preds, dataset.num_labels, ids)
+    scores, _ = deeplab_scores(gts, preds, index.num_labels, ids)
     return scores
 
 
 def run(args) -> dict:
     from pipeline.datasets import open_for_eval
 
-    dataset = open_for_eval(args)
-    ids = dataset.ids(args.val_list)
+    index = open_for_eval(args)
+    ids = index.ids(args.val_list)
     logits_dir, pred_dir, crf_dir = deeplab_val_dirs(args)
-    run_per_image(DeepLabLogitsTask(args, dataset, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
+    run_per_image(DeepLabLogitsTask(args, index, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
                   **device_workers(args))
-    predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite, dataset.palette())
-    metrics = {"no_crf": score_folder(ids, pred_dir, dataset), "val_list": args.val_list, "num_images": len(ids)}
+    predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite, index.palette())
+    metrics = {"no_crf": score_folder(ids, pred_dir, index), "val_list": args.val_list, "num_images": len(ids)}
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
-        run_per_image(CRFTask(args, dataset, logits_dir, crf_dir), ids, devices=["cpu"],
+        run_per_image(CRFTask(args, index, logits_dir, crf_dir), ids, devices=["cpu"],
                       processes=max(1, args.num_workers), overwrite=args.overwrite, split_ranks=False)
-        metrics["crf"] = score_folder(ids, crf_dir, dataset)
+        metrics["crf"] = score_folder(ids, crf_dir, index)
         metrics["crf_guide"] = args.deeplab_crf_guide
         log.info("eval_deeplab: val mIoU %.4f with CRF", metrics["crf"]["Mean IoU"])
     update_metrics(args.result_dir, "eval_deeplab", metrics, inputs=[args.deeplab_weights_name])
-    from voc12.vis import save_label_panels
+    from dataset.vis import save_label_panels
 
     shown = crf_dir if args.deeplab_crf else pred_dir
-    save_label_panels(dataset, ids[: args.vis_num], [args.deeplab_label_dir, shown], vis_dir(args, "deeplab"))
+    save_label_panels(index, ids[: args.vis_num], [args.deeplab_label_dir, shown], vis_dir(args, "deeplab"))
     return metrics

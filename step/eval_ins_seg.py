@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 def run(args) -> dict:
     from pipeline.datasets import open_for_eval
 
-    voc = open_for_eval(args, instances=True)
-    ids = voc.ids(args.chainer_eval_set)
+    index = open_for_eval(args, instances=True)
+    ids = index.ids(args.chainer_eval_set)
     pred_dir = Path(args.ins_seg_out_dir)
     missing = [i for i in ids if not ins_seg_path(pred_dir, i).is_file()]
     if missing:
@@ -33,11 +33,11 @@ def run(args) -> dict:
     meter = InstanceAPMeter(iou_thresh=0.5)
     for i in with_projection(ids, "eval_ins_seg", len(ids)):  # one image's masks in memory at a time
         p = load_output_npz(ins_seg_path(pred_dir, i), "make_ins_seg_labels", ("score", "mask", "class"))
-        gt_masks, gt_labels = voc.gt_instances(i)
+        gt_masks, gt_labels = index.gt_instances(i)
         meter.add(p["mask"], p["class"], p["score"], gt_masks, gt_labels)
     r = meter.result()
     log.info("eval_ins_seg: 0.5iou: mAP %.4f (%d images of %s)", r["map"], len(ids), args.chainer_eval_set)
-    names = voc.class_names
+    names = index.class_names
     ap = {names[c]: v for c, v in enumerate(r["ap"][: len(names)])}
     metrics = {"map_0.5": r["map"], "ap_0.5": ap, "eval_set": args.chainer_eval_set, "num_images": len(ids)}
     update_metrics(args.result_dir, "eval_ins_seg", metrics, inputs=[args.ins_seg_out_dir])

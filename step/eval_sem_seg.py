@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from misc.method.imutils import VOC_NUM_LABELS
+from voc12.facts import NUM_LABELS as VOC_NUM_LABELS
 from misc.eval.metrics import fp_fn_rates, gt_to_chainer, iou_from_confusion, miou, semantic_confusion
 from misc.core.outputs import read_output_png
 from misc.core.paths import label_png
@@ -38,8 +38,8 @@ def evaluate_masks(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], ids: 
 def run(args) -> dict:
     from pipeline.datasets import open_for_eval
 
-    voc = open_for_eval(args)
-    ids = voc.ids(args.chainer_eval_set)
+    index = open_for_eval(args)
+    ids = index.ids(args.chainer_eval_set)
     pred_dir = Path(args.sem_seg_out_dir)
     missing = [i for i in ids if not label_png(pred_dir, i).is_file()]
     if missing:
@@ -47,8 +47,8 @@ def run(args) -> dict:
                                 "make_sem_seg_labels writes them for --infer_list, which must cover --chainer_eval_set")
     preds = (read_output_png(label_png(pred_dir, i), "make_sem_seg_labels")
              for i in with_projection(ids, "eval_sem_seg", len(ids)))
-    gts = (voc.read_class_gt(i) for i in ids)
-    r = evaluate_masks(preds, gts, ids, voc.num_labels)
+    gts = (index.read_class_gt(i) for i in ids)
+    r = evaluate_masks(preds, gts, ids, index.num_labels)
     log.info("eval_sem_seg: bg fp %.4f fn %.4f; fg mean fp %.4f fn %.4f", r["fp_bg"], r["fn_bg"], r["fp_fg_mean"],
              r["fn_fg_mean"])
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)

@@ -29,9 +29,10 @@ class TestExportTask(DeepLabLogitsTask):
 
     def load(self, img_id: str):
         """(mean-subtracted CHW input, the BGR uint8 image for the CRF guide) from one read of the file."""
-        from voc12.deeplab_data import read_image_bgr, subtract_mean
+        from dataset.deeplab_data import subtract_mean
+        from dataset.images import read_image_bgr
 
-        bgr = read_image_bgr(self.dataset.image_path(img_id))
+        bgr = read_image_bgr(self.index.image_path(img_id))
         return np.ascontiguousarray(subtract_mean(bgr).transpose(2, 0, 1)), bgr.astype(np.uint8)
 
     def process(self, img_id: str, inputs) -> None:
@@ -45,20 +46,20 @@ class TestExportTask(DeepLabLogitsTask):
         if self.args.deeplab_crf:
             probs = crf_inference_softmax(deeplab_crf_guide(bgr, quirk=self.args.deeplab_crf_guide == "original"),
                                           probs)
-        save_png(self.output_path(img_id), np.argmax(probs, 0).astype(np.uint8), palette=self.dataset.palette())
+        save_png(self.output_path(img_id), np.argmax(probs, 0).astype(np.uint8), palette=self.index.palette())
 
 
 def run(args) -> Path | None:
-    dataset = open_dataset(args)
+    index = open_dataset(args)
     try:
-        ids = dataset.ids(args.test_list)
+        ids = index.ids(args.test_list)
     except ValueError:
         log.warning("export_deeplab_test: no test list %r in %s (VOC2012 test images come in a separate archive); "
-                    "skipped", args.test_list, dataset.root)
+                    "skipped", args.test_list, index.root)
         return None
     out = Path(args.deeplab_out_dir)
     png_dir = deeplab_server_dir(args)
-    run_per_image(TestExportTask(args, dataset, png_dir), ids, overwrite=args.overwrite, shard=args.shard,
+    run_per_image(TestExportTask(args, index, png_dir), ids, overwrite=args.overwrite, shard=args.shard,
                   **device_workers(args))
     barrier()  # the archive holds every rank's PNGs
     if not is_main_process():

@@ -20,8 +20,9 @@ from misc.core.io import save_npz
 from misc.engine.per_image import device_workers, run_per_image
 from net.deit_cam import fuse_flip_pair
 from pipeline.datasets import open_dataset
+from dataset.images import read_image
+from misc.method.imutils import multiscale_flip_inputs
 from pipeline.tasks import StepTask
-from voc12.dataloader import multiscale_flip_inputs, read_image
 
 log = logging.getLogger(__name__)
 CAM_STRIDE = 4
@@ -75,8 +76,8 @@ class MakeCamTask(StepTask):
 
     def load(self, img_id: str):
         """In the loader worker: the image rescaled to every scale, with its flip (the GPU process only infers)."""
-        img = read_image(self.dataset.image_path(img_id), img_id)
-        return multiscale_flip_inputs(img, self.args.cam_scales), img.shape[:2], self.dataset.label(img_id)
+        img = read_image(self.index.image_path(img_id), img_id)
+        return multiscale_flip_inputs(img, self.args.cam_scales), img.shape[:2], self.index.label(img_id)
 
     def process(self, img_id: str, inputs) -> None:
         pairs, size, label = inputs
@@ -85,7 +86,7 @@ class MakeCamTask(StepTask):
 
 
 def run(args) -> None:
-    dataset = open_dataset(args)
-    ids = dataset.check_ids(dataset.ids(args.train_list), args.train_list)
-    task = MakeCamTask(args, dataset, args.cam_out_dir)
+    index = open_dataset(args)
+    ids = index.check_ids(index.ids(args.train_list), args.train_list)
+    task = MakeCamTask(args, index, args.cam_out_dir)
     run_per_image(task, ids, overwrite=args.overwrite, shard=args.shard, **device_workers(args))

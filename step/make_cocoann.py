@@ -69,11 +69,11 @@ def dataset_records(args, ids: Sequence[str]) -> Records:
 
 # ------------------------------------------------------------------------------------------------------------ VOC
 def _voc_facts(args) -> DatasetFacts:
-    from misc.method.imutils import VOC_CLASS_NAMES
+    from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
     from voc12.dataloader import check_voc_root, class_gt_path, object_gt_path, open_voc
 
     root = check_voc_root(args.voc12_root)
-    voc = open_voc(root, args.list_cache_dir)
+    index = open_voc(root, args.list_cache_dir)
 
     def records(ids: Sequence[str]) -> Records:
         """Integer ids by :func:`misc.eval.coco_json.voc_image_id` ("2007_000032" → 2007000032); sizes from the JPEG
@@ -81,7 +81,7 @@ def _voc_facts(args) -> DatasetFacts:
         numbers = image_ids(ids)
         images = []
         for i in ids:
-            width, height = _image_size(voc.image_path(i), i)
+            width, height = _image_size(index.image_path(i), i)
             images.append({"id": numbers[i], "file_name": f"{i}.jpg", "width": width, "height": height})
         categories = categories_from_names(VOC_CLASS_NAMES)
         return images, categories, {c: c + 1 for c in range(len(VOC_CLASS_NAMES))}
@@ -101,7 +101,7 @@ def _voc_facts(args) -> DatasetFacts:
                 "with instance ground truth (VOC: train or val)")
         return voc_ground_truth(images, obj, cls, categories, description=f"VOC instances of {args.chainer_eval_set}")
 
-    return DatasetFacts(ids=voc.ids, records=records, ground_truth=ground_truth)
+    return DatasetFacts(ids=index.ids, records=records, ground_truth=ground_truth)
 
 
 # ----------------------------------------------------------------------------------------------------------- COCO
@@ -226,10 +226,10 @@ def evaluate(args, facts: DatasetFacts, eval_images: list[dict], eval_ids: Seque
     scored = [r for r in results if r["image_id"] in keep]
     stats = coco_segm_eval(gt, scored, img_ids=sorted(keep))
     per_class = stats.pop("AP50_per_class")
-    voc = _voc_ap_of_eval_ins_seg(args)
+    voc_ap = _voc_ap_of_eval_ins_seg(args)
     log.info("make_cocoann: COCO segm AP %.4f, AP50 %.4f, AP75 %.4f (%d images of %s, %d detections)%s",
              stats["AP"], stats["AP50"], stats["AP75"], len(eval_ids), args.chainer_eval_set, len(scored),
-             f"; eval_ins_seg's VOC AP@0.5: {voc:.4f}" if voc is not None else "")
+             f"; eval_ins_seg's VOC AP@0.5: {voc_ap:.4f}" if voc_ap is not None else "")
     return {"eval_set": args.chainer_eval_set, "eval_images": len(eval_ids), "eval_detections": len(scored),
             "gt_instances": len(gt["annotations"]), "ground_truth_file": str(gt_path),
             "segm_AP": stats["AP"], "segm_AP50": stats["AP50"], "segm_AP75": stats["AP75"], "segm": stats,

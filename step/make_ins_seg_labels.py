@@ -30,6 +30,6 @@ class InsSegTask(IRNetTask):
 
 
 def run(args) -> None:
-    dataset = open_dataset(args)
-    run_per_image(InsSegTask(args, dataset, args.ins_seg_out_dir), dataset.ids(args.infer_list), overwrite=args.overwrite,
+    index = open_dataset(args)
+    run_per_image(InsSegTask(args, index, args.ins_seg_out_dir), index.ids(args.infer_list), overwrite=args.overwrite,
                   shard=args.shard, **device_workers(args))

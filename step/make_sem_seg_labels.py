@@ -28,28 +28,28 @@ class SemSegTask(IRNetTask):
         label = sem_seg_from_cams(torch.from_numpy(cam["cam"]).to(self.device), cam["keys"], edge, img.shape[:2],
                                   beta=self.args.beta, exp_times=self.args.exp_times, radius=WALK_RADIUS,
                                   bg_thres=self.args.sem_seg_bg_thres)
-        save_png(self.output_path(img_id), label, palette=self.dataset.palette())
+        save_png(self.output_path(img_id), label, palette=self.index.palette())
 
 
-def mask_ids(args, dataset) -> list[str]:
+def mask_ids(args, index) -> list[str]:
     """``--infer_list`` (scored by eval_sem_seg), then the ids of ``--deeplab_train_list`` not in it (DeepLab's
     training masks) when train_deeplab trains on these masks."""
-    ids = dataset.ids(args.infer_list)
+    ids = index.ids(args.infer_list)
     if getattr(args, "train_deeplab_pass", False) and Path(args.deeplab_label_dir) == Path(args.sem_seg_out_dir):
         seen = set(ids)
-        ids += [i for i in dataset.ids(args.deeplab_train_list) if i not in seen]
+        ids += [i for i in index.ids(args.deeplab_train_list) if i not in seen]
     return ids
 
 
 def run(args) -> None:
     from misc.engine.distributed import barrier, is_main_process
 
-    dataset = open_dataset(args)
-    ids = mask_ids(args, dataset)
-    run_per_image(SemSegTask(args, dataset, args.sem_seg_out_dir), ids, overwrite=args.overwrite, shard=args.shard,
+    index = open_dataset(args)
+    ids = mask_ids(args, index)
+    run_per_image(SemSegTask(args, index, args.sem_seg_out_dir), ids, overwrite=args.overwrite, shard=args.shard,
                   **device_workers(args))
     barrier()
     if is_main_process():
-        from voc12.vis import save_label_panels
+        from dataset.vis import save_label_panels
 
-        save_label_panels(dataset, ids[: args.vis_num], [args.sem_seg_out_dir], vis_dir(args, "sem_seg"))
+        save_label_panels(index, ids[: args.vis_num], [args.sem_seg_out_dir], vis_dir(args, "sem_seg"))

@@ -43,7 +43,7 @@ def coco_label_names(folder: RunFolder) -> list[str] | None:
 def dataset_view(folder: RunFolder) -> DatasetView:
     """The run's dataset as the report sees it: label names and where the gallery finds images."""
     if folder.dataset == "voc":
-        from misc.method.imutils import VOC_CLASS_NAMES
+        from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
         from voc12 import layout
 
         return DatasetView(("background", *VOC_CLASS_NAMES),

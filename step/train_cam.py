@@ -26,8 +26,8 @@ from misc.method.torchutils import PolyAdamW, PolySGD, gap2d
 from misc.engine.training import TrainJob, autocast, run_training
 from net.resnet_cam import freeze_lower_stages
 from pipeline.datasets import open_dataset
+from dataset.torch_datasets import ClassificationDataset
 from pipeline.flags import step_config
-from voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,15 @@ class TrainCamJob(TrainJob):
 
     def setup(self, ctx: DistContext) -> None:
         a, device = self.args, ctx.device
-        voc = open_dataset(a)
-        train_ids = voc.check_ids(voc.ids(a.train_list), a.train_list)
-        val_ids = voc.check_ids(voc.ids(a.val_list), a.val_list)
+        index = open_dataset(a)
+        train_ids = index.check_ids(index.ids(a.train_list), a.train_list)
+        val_ids = index.check_ids(index.ids(a.val_list), a.val_list)
         self.crop = a.cam_crop_size
-        self.dataset = VOC12ClassificationDataset(train_ids, voc.root, voc.labels, resize_long=tuple(a.cam_resize_long),
-                                                  hor_flip=True, crop_size=self.crop, crop_method="random",
-                                                  image_path=voc.image_path)
-        val_ds = VOC12ClassificationDataset(val_ids, voc.root, voc.labels, crop_size=self.crop, image_path=voc.image_path)
+        self.dataset = ClassificationDataset(train_ids, index.root, index.labels,
+                                             resize_long=tuple(a.cam_resize_long), hor_flip=True, crop_size=self.crop,
+                                             crop_method="random", image_path=index.image_path)
+        val_ds = ClassificationDataset(val_ids, index.root, index.labels, crop_size=self.crop,
+                                       image_path=index.image_path)
         self.val_loader = make_loader(val_ds, a.cam_batch_size, ctx, flag="--cam_batch_size", train=False,
                                       num_workers=a.num_workers)
         self.global_batch, self.micro_batch = a.cam_batch_size, None

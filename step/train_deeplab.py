@@ -54,21 +54,21 @@ class TrainDeepLabJob(TrainJob):
     def setup(self, ctx: DistContext) -> None:
         from misc.method.deeplab_utils import PolynomialLR
         from net.deeplab_v2 import load_backbone_init, param_groups
-        from voc12.deeplab_data import deeplab_train_dataset
+        from dataset.deeplab_data import deeplab_train_dataset
 
         a, device = self.args, ctx.device
         self.device, self.ctx = device, ctx
-        voc = open_dataset(a)
-        check_not_ground_truth(a.deeplab_label_dir, voc.gt_folders(), a.allow_gt_training)
-        ids = voc.ids(a.deeplab_train_list)
+        index = open_dataset(a)
+        check_not_ground_truth(a.deeplab_label_dir, index.gt_folders(), a.allow_gt_training)
+        ids = index.ids(a.deeplab_train_list)
         label_dir = Path(a.deeplab_label_dir)
         missing = [i for i in ids if not label_png(label_dir, i).is_file()]
         if missing:
             raise FileNotFoundError(f"train_deeplab: {len(missing)} of {len(ids)} masks of --deeplab_train_list "
                                     f"{a.deeplab_train_list} missing in {label_dir} (e.g. {missing[0]!r}); run "
                                     "make_sem_seg_labels (it writes masks for --infer_list and --deeplab_train_list)")
-        self.dataset = deeplab_train_dataset(ids, voc.root, label_dir, crop_size=a.deeplab_crop_size,
-                                             image_path=voc.image_path, num_labels=voc.num_labels)
+        self.dataset = deeplab_train_dataset(ids, index.root, label_dir, crop_size=a.deeplab_crop_size,
+                                             image_path=index.image_path, num_labels=index.num_labels)
         self.dataset.scales = tuple(a.deeplab_scales)
         self.global_batch = a.deeplab_batch_size * a.deeplab_iter_size
         self.micro_batch = a.deeplab_batch_size
@@ -76,7 +76,7 @@ class TrainDeepLabJob(TrainJob):
         self.checkpoint_every = a.deeplab_checkpoint_every
         model = build_deeplab(a)
         if not a.no_pretrained:
-            if voc.name == "coco" and a.deeplab_init and "coco" in Path(a.deeplab_init).name.lower():
+            if index.name == "coco" and a.deeplab_init and "coco" in Path(a.deeplab_init).name.lower():
                 log.warning("train_deeplab: --deeplab_init %s looks like a COCO-pretrained init: it was trained "
                             "with COCO's masks, so a COCO result from it is not weakly supervised (use an ImageNet "
                             "init, the default)", a.deeplab_init)

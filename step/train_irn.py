@@ -21,8 +21,8 @@ from pipeline.models import build_irn
 from misc.method.torchutils import PolySGD
 from misc.engine.training import TrainJob, autocast, run_training
 from pipeline.datasets import open_dataset
+from dataset.torch_datasets import AffinityDataset, ImageDataset
 from pipeline.flags import step_config
-from voc12.dataloader import VOC12AffinityDataset, VOC12ImageDataset
 
 log = logging.getLogger(__name__)
 TRAIN_RADIUS = 10
@@ -56,16 +56,16 @@ class TrainIrnJob(TrainJob):
     def setup(self, ctx: DistContext) -> None:
         a, device = self.args, ctx.device
         self.device, self.ctx = device, ctx
-        self.voc = open_dataset(a)
+        self.index = open_dataset(a)
         crop = a.irn_crop_size
         feat = crop // 4
         path_index = PathIndex(radius=TRAIN_RADIUS, default_size=(feat, feat))
         self.src = torch.as_tensor(path_index.src_indices, device=device)
         self.dst = torch.as_tensor(path_index.dst_indices, device=device)
-        ids = self.voc.ids(a.train_list)
-        self.dataset = VOC12AffinityDataset(ids, a.ir_label_out_dir, crop, self.voc.root, hor_flip=True,
-                                            crop_method="random", rescale=(0.5, 1.5), image_path=self.voc.image_path,
-                                            num_labels=self.voc.num_labels)
+        ids = self.index.ids(a.train_list)
+        self.dataset = AffinityDataset(ids, a.ir_label_out_dir, crop, self.index.root, hor_flip=True,
+                                       crop_method="random", rescale=(0.5, 1.5), image_path=self.index.image_path,
+                                       num_labels=self.index.num_labels)
         self.global_batch, self.micro_batch = a.irn_batch_size, None
         self.total_updates = (len(ids) // a.irn_batch_size) * a.irn_num_epoches
         self.model = build_irn(a, path_index).to(device).train()
@@ -83,7 +83,7 @@ class TrainIrnJob(TrainJob):
 
         img = batch["img"].to(self.device, non_blocking=True)
         targets = affinity_labels_batch(batch["label_reduced"].to(self.device, non_blocking=True), self.src, self.dst,
-                                        self.voc.num_labels)
+                                        self.index.num_labels)
         with autocast(self.device, self.args.amp):
             terms = self.nets["model"](img, True)
         losses = irn_total_loss(*[t.float() for t in terms], *targets)
@@ -92,8 +92,8 @@ class TrainIrnJob(TrainJob):
 
     def finish(self, ctx: DistContext) -> None:
         a = self.args
-        infer_ds = VOC12ImageDataset(self.voc.ids(a.infer_list), self.voc.root, crop_size=a.irn_crop_size,
-                                     crop_method="top_left", image_path=self.voc.image_path)
+        infer_ds = ImageDataset(self.index.ids(a.infer_list), self.index.root, crop_size=a.irn_crop_size,
+                                crop_method="top_left", image_path=self.index.image_path)
         # the original drops the last incomplete batch; with fewer images than a batch, keep them all
         infer_loader = make_loader(infer_ds, a.irn_batch_size, ctx, flag="--irn_batch_size", train=False,
                                    num_workers=a.num_workers, drop_last=len(infer_ds) >= a.irn_batch_size)

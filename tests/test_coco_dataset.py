@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coco.dataset import (COCO_2014_CATEGORIES, COCOLayoutError, COCOSplitError, IGNORE, class_mask, coco_categories,
+from coco.dataset import (COCO_2014_CATEGORIES, COCOLayoutError, COCOSplitError, class_mask, coco_categories,
                           coco_image_records, instance_masks, open_coco, write_category_map)
 from misc.core.errors import DataError, MissingDataFileError
+from misc.core.labels import IGNORE_INDEX as IGNORE
 
 H, W = 8, 10
 
@@ -160,7 +161,7 @@ def test_class_mask_overlap_crowd_rle_and_polygon(folder):
 
 
 def test_index_cache_is_reused_and_rebuilt_when_the_annotations_change(folder, monkeypatch, caplog):
-    import coco.dataset as cd
+    import coco.build as cd
 
     root, cache = folder
     index = open_coco(root, cache)

@@ -335,7 +335,7 @@ def test_make_cocoann_on_the_real_voc_sample(real_voc_root, tmp_path, caplog):
 
 
 def metrics_name(label: int) -> str:
-    from misc.method.imutils import VOC_CLASS_NAMES
+    from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
 
     return VOC_CLASS_NAMES[label]
 

@@ -64,7 +64,7 @@ def _val_ids(root):
 def _save_png(path, arr, mode=None, palette=True):
     im = Image.fromarray(np.asarray(arr, np.uint8), mode)
     if palette and im.mode == "L":
-        from misc.method.imutils import voc_palette
+        from misc.core.labels import label_palette as voc_palette
 
         im.putpalette(voc_palette())
     im.save(path)

@@ -3,6 +3,7 @@ import random
 
 import numpy as np
 
+from misc.core.labels import label_palette
 from misc.method import imutils
 from misc.method.imutils import TorchvisionNormalize
 
@@ -97,5 +98,5 @@ def test_normalize_float64_then_float32():
 
 
 def test_voc_palette():
-    pal = np.asarray(imutils.voc_palette()).reshape(256, 3)
+    pal = np.asarray(label_palette()).reshape(256, 3)
     assert tuple(pal[1]) == (128, 0, 0) and tuple(pal[15]) == (192, 128, 128) and tuple(pal[255]) == (224, 224, 192)

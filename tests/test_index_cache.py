@@ -1,18 +1,25 @@
-"""The VOC index cache is keyed on what it was built from and written atomically; so is the CUB held-out list."""
+"""The dataset index caches (VOC, COCO; misc.core.index_cache) are keyed on every file they were built from and written
+atomically; so is the CUB held-out list."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 import misc.core.io
+from coco.dataset import open_coco
+from coco.synthetic import make_synthetic_coco
 from cub import dataset as cub_dataset
 from cub.dataset import CUBMetadata, load_or_make_heldout, make_heldout_ids
+from misc.core.index_cache import (FILES, ReadFiles, describe_changes, file_state, read_index_cache,
+                                   write_index_cache)
 from voc12 import dataloader
 from voc12.dataloader import CACHE_VERSION, VOCSplitError, open_voc
 from voc12.synthetic import make_synthetic_voc, split_ids
@@ -173,6 +180,112 @@ def test_concurrent_open_voc_leaves_valid_cache(full_voc, tmp_path, monkeypatch)
         assert sorted(p.name for p in cache_dir.iterdir()) == ["voc12_index.json"]
         data = _cache(cache_dir)
         assert data["splits"]["test"] == TEST_IDS and data["version"] == CACHE_VERSION
+
+
+def _rewrite_in_place(path: Path, text: str, keep_mtime: bool) -> None:
+    """Write ``text``, of the file's size, into ``path``; with ``keep_mtime`` restore its mtime afterwards (as
+    ``touch -r`` or ``cp -p`` leave it). Rewritten until the ctime moves (coarse clocks tick every few ms)."""
+    before = path.stat()
+    assert len(text.encode()) == before.st_size
+    for _ in range(100):
+        path.write_text(text)
+        if keep_mtime:
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if path.stat().st_ctime_ns != before.st_ctime_ns:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the ctime of {path} did not move")
+
+
+def _one_object_xml(name: str, size: int) -> str:
+    head = f"<annotation><object><name>{name}</name></object>"
+    return head + " " * (size - len(head) - len("</annotation>\n")) + "</annotation>\n"
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_annotation_edited_in_place_rebuilds_cache(voc, caplog, keep_mtime):
+    """Same size (new mtime, or the old mtime restored): the label comes from the edited XML, the log names it."""
+    root, _, cache_dir = voc
+    img_id = TRAIN_IDS[0]
+    xml = root / "Annotations" / f"{img_id}.xml"
+    before = open_voc(root, cache_dir).label(img_id)
+    new_class = next(k for k in range(20) if not before[k])
+    name = dataloader.CLASS_NAMES[new_class]
+    _rewrite_in_place(xml, _one_object_xml(name, xml.stat().st_size), keep_mtime)
+    if keep_mtime:
+        assert file_state(xml)[:2] == _cache(cache_dir)["source"][FILES][f"Annotations/{img_id}.xml"][:2]
+    with caplog.at_level(logging.INFO, logger="voc12.dataloader"):
+        after = open_voc(root, cache_dir).label(img_id)
+    assert after.nonzero()[0].tolist() == [new_class]
+    assert any("rebuilding" in r.getMessage() and f"Annotations/{img_id}.xml changed" in r.getMessage()
+               for r in caplog.records)
+    assert open_voc(root, cache_dir).label(img_id).nonzero()[0].tolist() == [new_class]  # and cached so
+
+
+def test_label_mask_edited_in_place_rebuilds_cache(voc):
+    """An id without XML takes its label from its mask: that file is in the signature too."""
+    root, _, cache_dir = voc
+    img_id = VAL_IDS[0]
+    (root / "Annotations" / f"{img_id}.xml").unlink()
+    mask = root / "SegmentationClass" / f"{img_id}.png"
+    first = open_voc(root, cache_dir).label(img_id)
+    assert f"SegmentationClass/{img_id}.png" in _cache(cache_dir)["source"][FILES]
+    other = root / "SegmentationClass" / f"{VAL_IDS[1]}.png"
+    shutil.copy(other, mask)  # cp over it: new content, the folder's entries unchanged
+    again = open_voc(root, cache_dir)
+    assert (again.label(img_id) == again.label(VAL_IDS[1])).all()
+    assert not (first == again.label(VAL_IDS[1])).all()
+
+
+def test_coco_annotation_file_edited_in_place_rebuilds_cache(tmp_path, caplog):
+    """Same size and mtime, another category for one annotation: the labels are rebuilt."""
+    root = make_synthetic_coco(tmp_path / "coco", num_train=6, num_val=2, image_size=((48, 56), (48, 56)))
+    cache_dir = tmp_path / "cache"
+    index = open_coco(root, cache_dir)
+    path = root / "annotations" / "instances_train2014.json"
+    data = json.loads(path.read_text())
+    ann = data["annotations"][0]
+    stem = {r["id"]: Path(r["file_name"]).stem for r in index.image_records(index.ids("train"))}[ann["image_id"]]
+    old_id = ann["category_id"]
+    new_id = next(c["id"] for c in data["categories"] if len(str(c["id"])) == len(str(old_id)) and c["id"] != old_id
+                  and c["id"] not in {a["category_id"] for a in data["annotations"] if a["image_id"] == ann["image_id"]})
+    ann["category_id"] = new_id
+    _rewrite_in_place(path, json.dumps(data, separators=(",", ":")), keep_mtime=True)
+    with caplog.at_level(logging.INFO):
+        rebuilt = open_coco(root, cache_dir)
+    assert "annotations/instances_train2014.json changed" in caplog.text
+    new_class = [c["id"] for c in rebuilt.category_records()].index(new_id)
+    assert rebuilt.label(stem)[new_class] == 1 and index.label(stem)[new_class] == 0
+
+
+def test_index_cache_round_trip_and_changes(tmp_path):
+    """misc.core.index_cache knows no dataset: stated groups compared as given, the files read re-stated."""
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    for k in range(5):
+        (root / "sub" / f"{k}.txt").write_text(f"{k}\n")
+    read = ReadFiles(root)
+    assert [read.stat(root / "sub" / f"{k}.txt") for k in range(5)] == [True] * 5
+    assert not read.stat(root / "sub" / "absent.txt") and not read.stat(root / "sub")
+    stated = {"lists": {"a.txt": [1, 2, 3]}}
+    cache = tmp_path / "cache" / "index.json"
+    assert read_index_cache(cache, 1, root, stated) == (None, "")
+    write_index_cache(cache, 1, root, {**stated, FILES: dict(read)}, {"payload": [1, 2]})
+    data, why = read_index_cache(cache, 1, root, stated)
+    assert why == "" and data["payload"] == [1, 2] and sorted(data["source"][FILES]) == [f"sub/{k}.txt" for k in range(5)]
+    assert read_index_cache(cache, 2, root, stated)[1] == "it has format version 1, this code writes 2"
+    assert read_index_cache(cache, 1, tmp_path, stated)[1] == f"it was built for {root}"
+    assert read_index_cache(cache, 1, root, {"lists": {}}, {"lists": "L/"})[1] == "L/a.txt disappeared"
+    for k in range(4):
+        _rewrite_in_place(root / "sub" / f"{k}.txt", f"{k + 5}\n", keep_mtime=True)
+    assert read_index_cache(cache, 1, root, stated)[1] == ("sub/0.txt changed, sub/1.txt changed, sub/2.txt changed "
+                                                          "and 1 more")
+    (root / "sub" / "4.txt").unlink()
+    assert read_index_cache(cache, 1, root, stated)[1].endswith("sub/2.txt changed and 2 more")
+    assert describe_changes({"g": {"x": [1]}}, {"g": {"x": None, "y": [2]}}) == "x disappeared, y appeared"
+    assert describe_changes(None, stated) == "it has no readable source signature"
+    cache.write_text("[1, 2]")
+    assert read_index_cache(cache, 1, root, stated) == (None, "it is unreadable")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from misc.method.imutils import VOC_CLASS_NAMES
+from voc12.facts import CLASS_NAMES as VOC_CLASS_NAMES
 from voc12 import synthetic
 from voc12.synthetic import boundary_band, make_synthetic_voc
 

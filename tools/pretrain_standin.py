@@ -210,7 +210,7 @@ def normalise(x: torch.Tensor, how: str) -> torch.Tensor:
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
         return (x - mean) / std
     if how == "caffe_bgr":
-        from voc12.deeplab_data import MEAN_BGR
+        from dataset.deeplab_data import MEAN_BGR
 
         return x.flip(1) - torch.tensor(MEAN_BGR, dtype=x.dtype).view(1, 3, 1, 1)
     raise ValueError(f"unknown input normalisation {how!r}")

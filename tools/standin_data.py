@@ -3,8 +3,8 @@
 The real recipe starts every network from ImageNet, whose 1000 classes are not VOC's 20. Offline, the demo's
 stand-in weights (``weights/standin/``, written by ``tools/pretrain_standin.py``) are pretrained on this set instead:
 :data:`STANDIN_STYLES` are 32 classes (16 shapes × 2 colour/texture variants) whose shapes none of the VOC demo's
-20 classes (:data:`voc12.synthetic.CLASS_STYLES`) nor the CUB demo's (:data:`cub.synthetic.SHAPES`) use, drawn by the
-VOC demo's renderer (:mod:`voc12.synthetic`) on the same kind of cluttered background. Each image holds one object of
+20 classes (:data:`misc.synth.styles.DEMO_STYLES`) nor the CUB demo's (:data:`cub.synthetic.SHAPES`) use, drawn by the
+demos' renderer (:mod:`misc.synth.render`) on the same kind of cluttered background. Each image holds one object of
 its class, sometimes (``distractor_prob``) above a smaller object of another stand-in class, so the label is that of
 the large object (single label, as ImageNet's).
 
@@ -22,7 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from voc12.synthetic import EXTRA_SHAPES, ClassStyle, _background, _draw_object
+from misc.synth.render import draw_background, draw_object
+from misc.synth.shapes import EXTRA_SHAPES
+from misc.synth.styles import ClassStyle
 
 _C = {  # the palette (RGB)
     "red": (205, 40, 50), "orange": (240, 140, 30), "yellow": (235, 210, 55), "lime": (150, 205, 45),
@@ -105,18 +107,18 @@ def render_standin(rng: np.random.Generator, cls: int, cfg: StandinConfig = DEFA
                    styles: Sequence[ClassStyle] = STANDIN_STYLES) -> np.ndarray:
     """One (S, S, 3) uint8 image of class ``cls`` (0-based index into ``styles``)."""
     h = w = cfg.image_size
-    img = _background(rng, h, w)
+    img = draw_background(rng, h, w)
     objects = []
     if rng.random() < cfg.distractor_prob:  # drawn first: the main object may occlude it
         other = int(rng.integers(len(styles) - 1))
         other += other >= cls
-        obj = _draw_object(rng, other, h, w, styles, cfg.distractor_size)
+        obj = draw_object(rng, other, h, w, styles, cfg.distractor_size)
         if obj is not None:
             objects.append(obj)
     min_pixels = cfg.min_visible * h * w
     main = None
     for _ in range(16):
-        main = _draw_object(rng, cls, h, w, styles, cfg.main_size)
+        main = draw_object(rng, cls, h, w, styles, cfg.main_size)
         if main is not None and main.mask.sum() >= min_pixels:
             break
     assert main is not None

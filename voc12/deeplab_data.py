@@ -1,169 +1,31 @@
-"""Datasets of the DeepLab stage (docs/deeplab.md#data-and-augmentation, deeplab-pytorch ``VOCAug`` / ``_BaseDataset``).
-
-Images are read with OpenCV (BGR) as float32 and centred with the caffe mean (B, G, R) = (104.008, 116.669,
-122.675), no std: ``float32(float64(img) - mean)``. Labels are class-index PNGs (palette indices), 255 = ignore.
-
-Train augmentation, in the original's order (python ``random``: choice, randint, randint, random):
-1. scale by a random factor from {0.5, 0.75, 1.0, 1.25, 1.5} to ``(int(h*s), int(w*s))``: image cv2 INTER_LINEAR
-   (on the float32 image), label PIL NEAREST;
-2. pad bottom/right up to ``crop_size``: image with the mean colour (as float32, before the mean subtraction, so
-   padded pixels are float32(float32(mean) - mean), |x| < 4e-6, not exactly 0), label with 255;
-3. random ``crop_size`` crop; 4. horizontal flip with p = 0.5; then the mean subtraction and HWC → CHW.
-
-Items are dicts: ``name`` (id str), ``img`` (3, H, W) float32 BGR centred, ``label`` (H, W) int64 when a label
-folder is given.
-"""
+"""The DeepLab datasets (:mod:`dataset.deeplab_data`) under their earlier names, with VOC's defaults: images
+``<root>/JPEGImages/<id>.jpg`` unless ``image_path`` is given, VOC's 21 label values checked unless ``num_labels``
+is given."""
 from __future__ import annotations
 
-import logging
 import os
-import random
-from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
-log = logging.getLogger(__name__)
+from dataset import deeplab_data
+from dataset.deeplab_data import (CROP_SIZE, MEAN_BGR, TRAIN_SCALES, pad_image_label_with_mean_and_ignore,
+                                  scale_image_label, subtract_mean)
+from dataset.images import read_image_bgr
+from voc12.dataloader import VOCDefaults
+from voc12.facts import NUM_LABELS
 
-MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
-TRAIN_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
-CROP_SIZE = 321
-IGNORE_LABEL = 255
-
-
-def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
-    """``cv2.imread(path, IMREAD_COLOR)`` as float32 (H, W, 3) BGR; a clear error when the file is unreadable."""
-    import cv2
-
-    from misc.core.errors import MissingDataFileError, UnreadableFileError
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise MissingDataFileError(f"no image at {path}; put the JPEG there or remove the id from the list")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise UnreadableFileError(f"OpenCV cannot decode the image {path}; replace it with an intact copy or remove "
-                                  "the id from the list")
-    return img.astype(np.float32)
+__all__ = ["CROP_SIZE", "MEAN_BGR", "TRAIN_SCALES", "DeepLabDataset", "deeplab_eval_dataset", "deeplab_train_dataset",
+           "pad_image_label_with_mean_and_ignore", "read_image_bgr", "read_label", "scale_image_label", "subtract_mean"]
 
 
-def read_label(path: str | os.PathLike, num_labels: int | None = None) -> np.ndarray:
-    """Class-index map (H, W) int32 of a label PNG (palette indices, as ``np.asarray(Image.open(p), int32)``);
-    the mode and the values (0..num_labels-1 or 255; default VOC's 0..20) are checked."""
-    from voc12.dataloader import NUM_LABELS, read_label_png
-
-    return read_label_png(path, num_labels or NUM_LABELS).astype(np.int32)
+def read_label(path: str | os.PathLike, num_labels: int | None = NUM_LABELS) -> np.ndarray:
+    """:func:`dataset.deeplab_data.read_label` checking VOC's values (0..20 or 255) unless told otherwise."""
+    return deeplab_data.read_label(path, num_labels)
 
 
-def subtract_mean(image_bgr: np.ndarray, mean_bgr: Sequence[float] = MEAN_BGR) -> np.ndarray:
-    """``float32(float64(image) - mean)`` (H, W, 3), as the original's in-place ``image -= mean`` on float32."""
-    return (np.asarray(image_bgr, dtype=np.float64) - np.asarray(mean_bgr, dtype=np.float64)).astype(np.float32)
+class DeepLabDataset(VOCDefaults, deeplab_data.DeepLabDataset):
+    """:class:`dataset.deeplab_data.DeepLabDataset` with :class:`voc12.dataloader.VOCDefaults`."""
 
 
-def scale_image_label(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``(int(h*scale), int(w*scale))``: image (H,W,3) float32 cv2 linear, label (H,W) PIL nearest → int64."""
-    import cv2
-    from PIL import Image
-
-    h, w = label.shape
-    h, w = int(h * scale), int(w * scale)
-    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    label = np.asarray(Image.fromarray(label).resize((w, h), resample=Image.NEAREST), dtype=np.int64)
-    return image, label
-
-
-def pad_image_label_with_mean_and_ignore(image: np.ndarray, label: np.ndarray, crop_size: int,
-                                         mean_bgr: Sequence[float] = MEAN_BGR,
-                                         ignore_label: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
-    """Pad bottom/right so both sides are >= ``crop_size``: image with the float32 mean colour, label with 255."""
-    h, w = label.shape
-    pad_h, pad_w = max(crop_size - h, 0), max(crop_size - w, 0)
-    if pad_h == 0 and pad_w == 0:
-        return image, label
-    padded_img = np.empty((h + pad_h, w + pad_w, 3), dtype=image.dtype)
-    padded_img[...] = np.asarray(mean_bgr, dtype=np.float64).astype(image.dtype)
-    padded_img[:h, :w] = image
-    padded_lab = np.full((h + pad_h, w + pad_w), ignore_label, dtype=label.dtype)
-    padded_lab[:h, :w] = label
-    return padded_img, padded_lab
-
-
-class DeepLabDataset(Dataset):
-    """VOC images ``<voc_root>/JPEGImages/<id>.jpg`` (or ``image_path(id)``, e.g. COCO's) + optional labels
-    ``<label_dir>/<id>.png`` with values below ``num_labels`` (default VOC's 21) or 255.
-
-    ``augment=True`` is the training pipeline of the module docstring (needs ``label_dir``); ``augment=False``
-    gives the full image (val/test) with the label when ``label_dir`` is given. ``rng``: a ``random.Random``
-    (default: the ``random`` module, which torch's DataLoader seeds per worker).
-    """
-
-    def __init__(self, ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike | None = None,
-                 *, augment: bool = False, crop_size: int = CROP_SIZE, scales: Sequence[float] = TRAIN_SCALES,
-                 flip: bool = True, mean_bgr: Sequence[float] = MEAN_BGR, ignore_label: int = IGNORE_LABEL,
-                 rng: random.Random | None = None, image_path: Callable[[str], Path] | None = None,
-                 num_labels: int | None = None) -> None:
-        if augment and label_dir is None:
-            raise ValueError("the DeepLab training dataset needs a label folder (label_dir)")
-        self.ids = [str(i) for i in ids]
-        self.voc_root = Path(voc_root)
-        self.label_dir = Path(label_dir) if label_dir is not None else None
-        self.augment, self.crop_size, self.scales, self.flip = augment, int(crop_size), tuple(scales), flip
-        self.mean_bgr, self.ignore_label = tuple(float(m) for m in mean_bgr), ignore_label
-        self.rng = rng
-        self.image_path, self.num_labels = image_path, num_labels
-
-    def _image_file(self, img_id: str) -> Path:
-        return self.image_path(img_id) if self.image_path else self.voc_root / "JPEGImages" / f"{img_id}.jpg"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _random(self):
-        return self.rng if self.rng is not None else random
-
-    def augmentation(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scale → pad → crop → flip on the raw float32 BGR image (H,W,3) and int label (H,W)."""
-        r = self._random()
-        image, label = scale_image_label(image, label, r.choice(self.scales))
-        image, label = pad_image_label_with_mean_and_ignore(image, label, self.crop_size, self.mean_bgr,
-                                                            self.ignore_label)
-        h, w = label.shape
-        top = r.randint(0, h - self.crop_size)
-        left = r.randint(0, w - self.crop_size)
-        image = image[top:top + self.crop_size, left:left + self.crop_size]
-        label = label[top:top + self.crop_size, left:left + self.crop_size]
-        if self.flip and r.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
-        return image, label
-
-    def __getitem__(self, idx: int) -> dict:
-        img_id = self.ids[idx]
-        image = read_image_bgr(self._image_file(img_id))
-        label = read_label(self.label_dir / f"{img_id}.png", self.num_labels) if self.label_dir is not None else None
-        if label is not None:
-            from voc12.dataloader import check_same_size
-
-            check_same_size(img_id, label, self.label_dir / f"{img_id}.png", image.shape, self._image_file(img_id))
-        if self.augment:
-            image, label = self.augmentation(image, label)
-        item = {"name": img_id,
-                "img": np.ascontiguousarray(subtract_mean(image, self.mean_bgr).transpose(2, 0, 1))}
-        if label is not None:
-            item["label"] = np.ascontiguousarray(label, dtype=np.int64)
-        return item
-
-
-def deeplab_train_dataset(ids: Sequence[str], voc_root: str | os.PathLike, label_dir: str | os.PathLike,
-                          crop_size: int = CROP_SIZE, rng: random.Random | None = None, *,
-                          image_path: Callable[[str], Path] | None = None,
-                          num_labels: int | None = None) -> DeepLabDataset:
-    """Training set (docs/deeplab.md#data-and-augmentation): discrete scales {0.5..1.5}, pad, random ``crop_size`` crop, hflip."""
-    return DeepLabDataset(ids, voc_root, label_dir, augment=True, crop_size=crop_size, rng=rng, image_path=image_path,
-                          num_labels=num_labels)
-
-
-def deeplab_eval_dataset(ids: Sequence[str], voc_root: str | os.PathLike,
-                         label_dir: str | os.PathLike | None = None) -> DeepLabDataset:
-    """Full images without augmentation (val / test); ``label`` only when ``label_dir`` is given."""
-    return DeepLabDataset(ids, voc_root, label_dir, augment=False)
+deeplab_train_dataset = DeepLabDataset.for_training
+deeplab_eval_dataset = DeepLabDataset.for_evaluation

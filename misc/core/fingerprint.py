@@ -56,19 +56,6 @@ def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[s
             if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
-def index_cache_mismatch(data: Mapping[str, Any], version: int, root: Path, signature: Mapping[str, Any],
-                         describe_changes) -> str:
-    """Why a dataset index cache (a dict with ``version``, ``root`` and ``source``) does not describe ``root`` as it
-    is now ("" when it does); ``describe_changes(old_source, new_source)`` words a changed source signature."""
-    if data.get("version") != version:
-        return f"it has format version {data.get('version')!r}, this code writes {version}"
-    if data.get("root") != str(root):
-        return f"it was built for {data.get('root')}"
-    if data.get("source") != signature:
-        return describe_changes(data.get("source"), signature)
-    return ""
-
-
 def ids_digest(ids: Iterable[str]) -> str:
     """Order-sensitive hash of an id list (training lists shape the result; 10k ids hash in a millisecond)."""
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]

@@ -97,7 +97,7 @@ def read_output_png(path: str | os.PathLike, producer: str = "", num_classes: in
     """Class-index map of a label PNG written by ``producer``; unreadable → :class:`CorruptOutputError`.
 
     Mode, value (``num_classes``) and other data errors of :func:`misc.method.imutils.read_label_png` pass through."""
-    from misc.method.imutils import read_label_png
+    from misc.core.labels import read_label_png
 
     path = Path(path)
     try:

@@ -17,14 +17,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from misc.core.errors import DataError
-
-IGNORE_LABEL = 255
+from misc.core.labels import IGNORE_INDEX
 
 
 def gt_to_chainer(gt: np.ndarray) -> np.ndarray:
     """VOC label map (uint8, 255 = ignore) -> int32 with ignore = -1, as chainercv reads it."""
     gt = np.asarray(gt).astype(np.int32)
-    gt[gt == IGNORE_LABEL] = -1
+    gt[gt == IGNORE_INDEX] = -1
     return gt
 
 
@@ -53,7 +52,7 @@ def check_pair(pred: np.ndarray, gt: np.ndarray, name: str | None = None, num_la
     bad_gt = gt >= num_labels
     if bad_gt.any():
         raise DataError(f"{_who(name)}ground truth has labels {np.unique(gt[bad_gt])[:10].tolist()} outside "
-                        f"0..{num_labels - 1} and {IGNORE_LABEL}")
+                        f"0..{num_labels - 1} and {IGNORE_INDEX}")
 
 
 class ConfusionMeter:

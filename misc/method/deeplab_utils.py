@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-log = logging.getLogger(__name__)
+from misc.core.labels import IGNORE_INDEX
 
-IGNORE_LABEL = 255
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ learning rate
@@ -82,7 +82,7 @@ def resize_labels(labels: torch.Tensor | np.ndarray, size_hw: Sequence[int]) -> 
 
 
 def msc_loss(logits: Sequence[torch.Tensor], labels: torch.Tensor | np.ndarray,
-             ignore_index: int = IGNORE_LABEL) -> tuple[torch.Tensor, list[torch.Tensor]]:
+             ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Sum over the MSC outputs (each (N,C,h,w)) of CE(ignore 255) against the labels resized to each size.
 
     Returns ``(total, terms)``; divide ``total`` by the gradient-accumulation count (ITER_SIZE 2) as the original.

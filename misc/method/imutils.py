@@ -5,15 +5,12 @@ Arrays are HWC (images) or HW (labels) numpy arrays unless stated.
 """
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from misc.core.errors import DataError, MissingDataFileError, UnreadableFileError
 
 _PIL_ORDER = {0: Image.NEAREST, 1: Image.BILINEAR, 3: Image.BICUBIC}
 
@@ -139,73 +136,7 @@ class TorchvisionNormalize:
         return out
 
 
-VOC_CLASS_NAMES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
-
-
-def voc_palette() -> list[int]:
-    """The standard 256-entry VOC colour map as a flat [r, g, b, ...] list (255 = (224, 224, 192))."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-def colorize_label(label: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 VOC colours."""
-    pal = np.asarray(voc_palette(), dtype=np.uint8).reshape(256, 3)
-    return pal[np.asarray(label, dtype=np.uint8)]
-
-
-# ------------------------------------------------------------------------------------------------ readers and inputs
-VOC_NUM_LABELS = 21  # values of a label PNG: 0 background, 1..20 the classes (and 255 ignore)
-IGNORE_LABEL = 255
-
-
-def read_label_png(path: str | os.PathLike, num_classes: int | None = VOC_NUM_LABELS) -> np.ndarray:
-    """Class-index map (H, W) uint8 of a (palette) PNG: the indices, never the RGB colours.
-
-    Errors name the file: missing (:class:`~misc.core.errors.MissingDataFileError`), undecodable
-    (:class:`~misc.core.errors.UnreadableFileError`), a colour (RGB) or other multi-channel mode, or values outside
-    ``0..num_classes-1`` and 255 (:class:`~misc.core.errors.DataError`; ``num_classes=None`` skips the value check).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingDataFileError(f"no label PNG at {path}")
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            if mode in ("P", "L", "I", "I;16"):
-                arr = np.asarray(im)
-    except Exception as exc:
-        raise UnreadableFileError(f"cannot read label PNG {path} ({type(exc).__name__}: {exc})") from exc
-    if mode not in ("P", "L", "I", "I;16"):
-        raise DataError(
-            f"{path}: a label mask must be a palette ('P') or greyscale ('L') PNG of class indices, this one has mode "
-            f"{mode}{' (colours, not indices)' if mode.startswith('RGB') else ''}. Use the palette PNGs of VOC's "
-            f"SegmentationClass/ (or SBD's SegmentationClassAug/) as they come, not a re-saved colour copy."
-        )
-    if num_classes is not None:
-        bad = (arr >= num_classes) & (arr != IGNORE_LABEL) | (arr < 0)
-        if bad.any():
-            vals = np.unique(arr[bad])
-            shown = ", ".join(str(int(v)) for v in vals[:10]) + (" ..." if len(vals) > 10 else "")
-            raise DataError(
-                f"{path}: label values must be 0..{num_classes - 1} or {IGNORE_LABEL} (ignore), found {shown} "
-                f"in {int(bad.sum())} pixel(s). Is it a mask of this dataset (a palette PNG of class indices)?"
-            )
-    return arr.astype(np.uint8)
-
-
+# ------------------------------------------------------------------------------------------------ network inputs
 def multiscale_flip_inputs(img: np.ndarray, scales: Sequence[float], normalize=None) -> list[np.ndarray]:
     """For each scale: bicubic rescale (none at 1.0), normalise, CHW, stacked with its W-flip -> (2, 3, Hs, Ws)."""
     normalize = normalize or TorchvisionNormalize()

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from misc.method.imutils import VOC_NUM_LABELS
+from misc.core.labels import IGNORE_INDEX
 
 __all__ = [
     "PathIndex",
@@ -127,10 +127,10 @@ def edge_to_affinity(edge: torch.Tensor, path_indices: Sequence[np.ndarray | tor
 
 
 def affinity_labels_from_indices(
-    label_reduced: np.ndarray, src_indices: np.ndarray, dst_indices: np.ndarray, num_labels: int = VOC_NUM_LABELS
+    label_reduced: np.ndarray, src_indices: np.ndarray, dst_indices: np.ndarray, num_labels: int = IGNORE_INDEX
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair labels of train_irn from a reduced IR label map (0 bg, 1..C fg, >= ``num_labels`` = C + 1, i.e. 255,
-    ignore; C = 20 on VOC, 80 on COCO).
+    """Pair labels of train_irn from a reduced IR label map (0 bg, 1..C fg, values >= ``num_labels`` ignored:
+    train_irn passes the dataset's C + 1, 21 on VOC, 81 on COCO; by default only 255 is ignored).
 
     label_reduced: (h, w) uint8; src_indices (N,), dst_indices (D, N) from PathIndex on (h, w).
     Returns float32 (D, N) arrays (bg_pos, fg_pos, neg): equal labels both background / equal foreground labels /
@@ -149,7 +149,7 @@ def affinity_labels_from_indices(
 
 
 def affinity_labels_batch(
-    label_reduced: torch.Tensor, src_indices: torch.Tensor, dst_indices: torch.Tensor, num_labels: int = VOC_NUM_LABELS
+    label_reduced: torch.Tensor, src_indices: torch.Tensor, dst_indices: torch.Tensor, num_labels: int = IGNORE_INDEX
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`affinity_labels_from_indices` for a batch, on the labels' device (train_irn builds the targets on the
     GPU from the small label maps instead of shipping ~24 MB of targets per image through the loader).

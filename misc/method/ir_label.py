@@ -5,11 +5,10 @@ from typing import Sequence
 
 import numpy as np
 
+from misc.core.labels import IGNORE_INDEX
 from misc.method.crf import crf_inference_label
 
 __all__ = ["confident_argmax", "padded_keys", "make_ir_label"]
-
-IGNORE = 255
 
 
 def padded_keys(keys: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -42,6 +41,6 @@ def make_ir_label(
     fg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, fg_thres), n_labels=n_labels)]
     bg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, bg_thres), n_labels=n_labels)]
     conf = fg_conf.copy()
-    conf[fg_conf == 0] = IGNORE
+    conf[fg_conf == 0] = IGNORE_INDEX
     conf[bg_conf + fg_conf == 0] = 0
     return conf.astype(np.uint8)

@@ -70,7 +70,7 @@ def read_rgb(path: Path) -> np.ndarray | None:
 
 def read_label(path: Path) -> np.ndarray | None:
     """A label PNG's values, or None when it cannot be read."""
-    from misc.method.imutils import read_label_png
+    from misc.core.labels import read_label_png
 
     try:
         return read_label_png(path, num_classes=None)
@@ -117,7 +117,7 @@ class GalleryRow:
 
     def label(self, label: np.ndarray | None, caption: str) -> None:
         """A label map in the palette's colours (None: a dash)."""
-        from misc.method.imutils import colorize_label
+        from misc.core.labels import colorize_label
 
         if label is not None:
             self.values |= {int(v) for v in np.unique(label)}
@@ -141,7 +141,7 @@ def segmentation_gallery(folder: RunFolder, n: int, layout: SegmentationLayout, 
     """Train images: image | CAM of each GT class | IR label | pseudo mask | GT; val images: image | DeepLab
     without / with CRF | GT. ``label_names``: the names of label values 0, 1, ... (background first)."""
     from misc.core.io import load_npz
-    from misc.method.imutils import voc_palette
+    from misc.core.labels import label_palette
     from misc.report.vis import overlay
 
     root = folder.path(layout.root_flag)
@@ -193,7 +193,7 @@ def segmentation_gallery(folder: RunFolder, n: int, layout: SegmentationLayout, 
         out.extend(gallery_block("Val images: DeepLab predictions", rows))
     if not out:
         return H.note("No per-image outputs with ground truth yet (make_cam, make_sem_seg_labels, eval_deeplab).")
-    pal = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
+    pal = np.asarray(label_palette(), np.uint8).reshape(256, 3)
     out.append(H.legend({v: tuple(pal[v]) for v in values},
                         lambda v: "ignore" if v == 255 else names[v] if v < len(names) else str(v)))
     return "\n".join(out)

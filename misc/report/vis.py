@@ -1,5 +1,5 @@
 """PNGs a person looks at: CAM overlays, coloured label maps, side-by-side panels (dataset-agnostic; the VOC panels
-of the steps are in :mod:`voc12.vis`)."""
+of the steps are in :mod:`dataset.vis`)."""
 from __future__ import annotations
 
 from pathlib import Path
