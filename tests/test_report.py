@@ -268,14 +268,6 @@ def test_report_names_coco_classes_by_their_categories(tmp_path):
     assert class_column(path) == [str(k) for k in range(81)]
 
 
-def test_report_package_imports_nothing_outside_misc():
-    from tests.test_architecture import imported_packages
-
-    used = {f"{p.name} imports {pkg}" for p in sorted((REPO_ROOT / "misc" / "report").glob("*.py"))
-            for pkg in imported_packages(p) - {"misc"}}
-    assert not used
-
-
 def test_report_of_a_run_with_training_logs_and_warnings(tmp_path):
     records = "".join(json.dumps({"update": u, "epoch": 1 + u // 3, "total": 1.0 / u, "l1": None if u == 2 else 0.5,
                                   "lr": [0.1 * (1 - u / 7), 1.0]}) + "\n" for u in range(1, 7))
