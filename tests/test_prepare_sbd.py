@@ -256,3 +256,12 @@ def test_command_line_exit_codes(trees):
     good = subprocess.run(command + ["--sbd_root", str(sbd)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert prepare_sbd.AUG_DIR in good.stdout
+
+
+def test_index_reads_the_written_list_before_the_folder(trees, capsys):
+    sbd, voc = trees
+    assert run_cli(capsys, "--sbd_root", sbd, "--voc12_root", voc)[0] == 0
+    shutil.copy(voc / "SegmentationClassAug" / f"{SBD_ONLY[0]}.png", voc / "SegmentationClassAug" / "2099_000001.png")
+    assert open_voc(voc, voc.parent / "cache").ids("train_aug") == TRAIN_AUG  # the list, not the stray mask
+    (voc / "ImageSets/Segmentation/train_aug.txt").unlink()  # a folder prepared by hand: its masks minus val
+    assert open_voc(voc, voc.parent / "cache").ids("train_aug") == sorted(TRAIN_AUG + ["2099_000001"])
