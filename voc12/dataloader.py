@@ -34,7 +34,8 @@ GT_FOLDERS = ("SegmentationClass", "SegmentationClassAug", "SegmentationClassRaw
 
 GET_VOC = (
     "Get PASCAL VOC 2012 (VOCtrainval_11-May-2012.tar) from the official site and pass its VOC2012 folder "
-    "(the one holding JPEGImages/) as --voc12_root. For train_aug also unpack SBD's SegmentationClassAug/ into it."
+    "(the one holding JPEGImages/) as --voc12_root. For train_aug also build SBD's SegmentationClassAug/ in it "
+    "(python -m voc12.prepare_sbd, docs/data_voc.md)."
 )
 
 
@@ -57,8 +58,9 @@ def _missing_split_message(list_arg: str, name: str, root: Path, available: Sequ
         return (
             f"{head}, and split 'train_aug' needs {aug}/, which {state} {have}. SegmentationClassAug/ holds the "
             f"augmented masks of SBD (Hariharan et al., 10,582 train_aug images; the 'SegmentationClassAug' "
-            f"archive used by IRNet/DeepLab): download it and unpack it into {root} so that "
-            f"{aug}/<id>.png exist, or pass a list file instead."
+            f"archive used by IRNet/DeepLab): build it from SBD's benchmark.tgz with python -m voc12.prepare_sbd "
+            f"--sbd_root <benchmark_RELEASE> --voc12_root {root} (docs/data_voc.md), or unpack a ready "
+            f"SegmentationClassAug/ into {root}, or pass a list file instead."
         )
     if name == "test":
         return (
@@ -231,7 +233,9 @@ def _build_index(root: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray
         if (seg_sets / f"{name}.txt").is_file():
             splits[name] = read_id_list(seg_sets / f"{name}.txt")
     aug_dir = root / "SegmentationClassAug"
-    if aug_dir.is_dir():
+    if (seg_sets / "train_aug.txt").is_file():  # written by voc12.prepare_sbd
+        splits["train_aug"] = read_id_list(seg_sets / "train_aug.txt")
+    elif aug_dir.is_dir():
         val = set(splits.get("val", []))
         splits["train_aug"] = sorted(p.stem for p in aug_dir.glob("*.png") if p.stem not in val)
     labels: dict[str, np.ndarray] = {}
