@@ -30,6 +30,8 @@ from misc.core.paths import config_json, run_json, timings_json, warnings_jsonl
 from misc.core.results import prune_stale_metrics
 from misc.core.runinfo import run_record
 from misc.engine.distributed import barrier, init_from_env, under_torchrun
+from misc.engine.failures import (WorkerBugError, is_peer_loss, peer_failure_line, publish_failed_rank,
+                                  write_torchrun_error_file)
 from pipeline.config import non_default_settings, parse_args
 from pipeline.datasets import prepare_shared_state
 from pipeline.demo import prepare_demo_data
@@ -137,6 +139,21 @@ def _report_user_error(message: str, trace: str, debug: bool, log_path: Path | N
     return 2
 
 
+def _torchrun_failure(exc: BaseException, message: str | None) -> int | None:
+    """Under torchrun: a rank that only lost its peers logs one line and ends (1); the rank that failed first tells
+    the others and torchrun's summary its cause, then ends as a single process does (None: the caller goes on)."""
+    rank = int(os.environ.get("RANK", "0"))
+    if message is None and is_peer_loss(exc):
+        line = peer_failure_line(rank)
+        log.error("%s", line)
+        write_torchrun_error_file(line, consequence=True)
+        return 1
+    publish_failed_rank(rank)
+    write_torchrun_error_file(f"crt: error: {message}" if message is not None else
+                              f"process {rank}: {type(exc).__name__}: {exc} (traceback in the log)")
+    return None
+
+
 def _dry_run(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if not k.endswith("_pass")}
     print("resolved configuration:")
@@ -169,6 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timings = run(args, argv)
             except Exception as exc:
                 message = _user_error_message(exc)
+                if under_torchrun():
+                    code = _torchrun_failure(exc, message)
+                    if code is not None:
+                        return code
+                if isinstance(exc, WorkerBugError):
+                    log.error("run failed: %s\n%s", exc, exc.worker_traceback)
+                    return 1
                 if message is None:
                     log.exception("run failed")
                     return 1

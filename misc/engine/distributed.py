@@ -83,10 +83,8 @@ def _spawned(rank: int, world: int, port: int, fn: Callable, args) -> None:
     ctx = init_from_env(args.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    try:
-        fn(args, ctx)
-    finally:
-        dist.destroy_process_group()
+    fn(args, ctx)  # on an exception the group stays up until the failure is recorded (misc.engine.failures)
+    dist.destroy_process_group()
 
 
 def num_processes(args) -> int:
@@ -96,18 +94,19 @@ def num_processes(args) -> int:
     return torch.cuda.device_count() if args.device in ("auto", "cuda") and torch.cuda.is_available() else 1
 
 
-def launch(fn: Callable, args) -> None:
+def launch(fn: Callable, args, what: str = "training") -> None:
     """Run ``fn(args, ctx)`` in every process: this one under torchrun; else one spawned process per GPU (or
-    ``--nproc`` processes, CPU ones over gloo with ``--device cpu``); else here, on ``--device``."""
+    ``--nproc`` processes, CPU ones over gloo with ``--device cpu``), ending as one run when one fails
+    (:func:`misc.engine.failures.spawn`; ``what`` names them); else here, on ``--device``."""
     configure_precision()
     if under_torchrun():
         fn(args, init_from_env(args.device))
         return
     n = num_processes(args)
     if n > 1:
-        import torch.multiprocessing as mp
+        from misc.engine.failures import spawn
 
-        mp.spawn(_spawned, args=(n, _free_port(), fn, args), nprocs=n, join=True)
+        spawn(_spawned, (n, _free_port(), fn, args), n, what)
         return
     fn(args, DistContext(0, 1, resolve_device(args.device)))
 

@@ -274,11 +274,10 @@ def run_per_image(
         if n_workers == 1:
             _work(0, task, shares, devices, loader_workers, torch.get_num_threads(), total)
         else:
-            import torch.multiprocessing as mp
+            from misc.engine.failures import spawn
 
             per_worker_loaders = loader_workers // n_workers
-            mp.spawn(_work, args=(task, shares, devices, per_worker_loaders, cpu_threads, total), nprocs=n_workers,
-                     join=True)
+            spawn(_work, (task, shares, devices, per_worker_loaders, cpu_threads, total), n_workers, task.name)
     summary = RunSummary(len(ids), skipped, len(todo), time.perf_counter() - t0)
     log.info("%s: %d processed, %d skipped in %.1f s", task.name, summary.processed, summary.skipped, summary.seconds)
     return summary

@@ -169,7 +169,7 @@ def run_training(job_cls: type[TrainJob], args) -> None:
     if old and old.get("fingerprint") != fp:
         log.info("%s: configuration changed since the last run: %s", job.name,
                  "; ".join(config_diff(old.get("config"), config)))
-    launch(functools.partial(_drive, job_cls, config, fp), args)
+    launch(functools.partial(_drive, job_cls, config, fp), args, job.name)
 
 
 def rng_state() -> dict:
