@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +36,8 @@ from misc.engine.failures import (WorkerBugError, is_peer_loss, peer_failure_lin
 from pipeline.config import non_default_settings, parse_args
 from pipeline.datasets import prepare_shared_state
 from pipeline.demo import prepare_demo_data
-from pipeline.preflight import validate_args
+from pipeline.inputs_check import check_inputs
+from pipeline.preflight import log_file, validate_args
 from pipeline.steps import Step, steps_of
 
 __all__ = ["main", "parse_args", "planned_steps", "run"]
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
                         prepare_demo_data(args)
                     write_json(config_json(args.result_dir), vars(args))
                 log.info("configuration: %s", json.dumps(vars(args), default=str, sort_keys=True))
-                prepare_shared_state(args, [s.name for s in steps if s.kind != "report"])
+                readers = [s.name for s in steps if s.kind != "report"]
+                check_inputs(args, readers, prepare_shared_state(args, readers))  # all problems at once
             barrier()  # shared state (index, held-out list) exists before any other process reads it
             for step in steps:
                 current = step.name
@@ -154,12 +157,20 @@ def _torchrun_failure(exc: BaseException, message: str | None) -> int | None:
     return None
 
 
-def _dry_run(args: argparse.Namespace) -> int:
+def _dry_run(args: argparse.Namespace) -> None:
+    """Print the resolved configuration and the plan, then check the inputs (an index built in a temporary folder:
+    nothing is written under --work_dir)."""
     config = {k: v for k, v in vars(args).items() if not k.endswith("_pass")}
+    steps = [s.name for s in planned_steps(args)]
     print("resolved configuration:")
     print(json.dumps(config, indent=2, default=str, sort_keys=True))
-    print("steps that would run, in order: " + (", ".join(s.name for s in planned_steps(args)) or "(none)"))
-    return 0
+    print("steps that would run, in order: " + (", ".join(steps) or "(none)"))
+    if args.demo:
+        print("inputs: the demo data is written when the run starts, and checked then")
+        return
+    with tempfile.TemporaryDirectory(prefix="crt_dry_run_") as scratch:
+        check_inputs(argparse.Namespace(**{**vars(args), "list_cache_dir": scratch}), steps)
+    print("inputs: every list, image, label and ground truth the planned steps read is there")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,18 +179,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         validate_args(args, [s.module for s in planned_steps(args)])
+        if args.dry_run:
+            _dry_run(args)
+            return 0
     except Exception as exc:  # noqa: BLE001 (a bug re-raises below)
         message = _user_error_message(exc)
         if message is None:
             raise
         return _report_user_error(message, traceback.format_exc(), args.debug, None)
-    if args.dry_run:
-        return _dry_run(args)
-    log_path = Path(args.work_dir) / f"{args.log_name}.log"
+    log_path = log_file(args)
     header = f"crt run {time.strftime('%Y-%m-%d %H:%M:%S')}  argv: {' '.join(sys.argv if argv is None else argv)}"
     failure: tuple[str, str] | None = None
     try:
-        os.makedirs(args.work_dir, exist_ok=True)
+        os.makedirs(log_path.parent, exist_ok=True)
         with tee_output(log_path, header if int(os.environ.get("RANK", "0")) == 0 else None):
             setup_logging()
             try:

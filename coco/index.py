@@ -213,6 +213,11 @@ class COCOIndex:
                 return nested
         return flat
 
+    @property
+    def class_gt_from_files(self) -> bool:
+        """Whether the class masks are read from files (a given ``--coco_mask_dir``) rather than built."""
+        return self.masks_given
+
     def has_class_gt(self, img_id: str) -> bool:
         """Whether :meth:`read_class_gt` can give a mask (built ones: every annotated image of the files)."""
         return self.class_gt_path(img_id).is_file() if self.masks_given else img_id in self.records

@@ -10,8 +10,9 @@ Samples are dicts: train ``{"name", "img" (3,224,224) float32, "label"}``; eval 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -33,6 +34,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_SIZE = 256
 CROP_SIZE = 224
+BOX_TOLERANCE_PX = 1.0  # a box may end one pixel past its image (x + w on the last pixel's far edge)
 
 GET_CUB = (
     "Get CUB-200-2011 (CUB_200_2011.tgz, about 1.1 GB) from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
@@ -112,6 +114,7 @@ class CUBMetadata:
     is_train: dict[str, bool]
     boxes: dict[str, tuple[float, float, float, float]]
     class_names: tuple[str, ...] = ()
+    box_lines: dict[str, int] = field(default_factory=dict)  # line of each id's box in bounding_boxes.txt
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> "CUBMetadata":
@@ -149,15 +152,22 @@ class CUBMetadata:
                 limit = f"1..{len(class_names)} (the classes of classes.txt)" if class_names else "1 or more"
                 raise DataError(f"{label_file}:{label_lines[i]}: image id {i} has class id {c}; class ids are "
                                 f"{limit}. Fix or restore that line.")
+        parsed_boxes = {i: _parse(root / "bounding_boxes.txt", box_lines, i, boxes[i],
+                                  lambda f: tuple(float(v) for v in f), "the box (x y w h)") for i in ids}
+        for i, (x, y, w, h) in parsed_boxes.items():
+            if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0 or x < 0 or y < 0:
+                raise DataError(f"{root / 'bounding_boxes.txt'}:{box_lines[i]}: image id {i} has the box x {x:g} y "
+                                f"{y:g} w {w:g} h {h:g}; a box needs a positive width and height and x, y >= 0. Fix "
+                                f"or restore that line (the official file has it).")
         return cls(
             root=root,
             image_ids=ids,
             rel_paths={i: images[i][0] for i in ids},
             labels={i: c - 1 for i, c in parsed_labels.items()},
             is_train={i: splits[i][0] == "1" for i in ids},
-            boxes={i: _parse(root / "bounding_boxes.txt", box_lines, i, boxes[i], lambda f: tuple(float(v) for v in f),
-                             "the box (x y w h)") for i in ids},
+            boxes=parsed_boxes,
             class_names=class_names,
+            box_lines={i: box_lines[i] for i in ids},
         )
 
     def check_num_classes(self, num_classes: int, flag: str = "--wsol_num_classes") -> None:
@@ -200,6 +210,23 @@ class CUBMetadata:
             shown = "; ".join(f"id {i}: {p}" for i, p in missing[:10])
             more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
             raise CUBDatasetError(f"{len(missing)} CUB image file(s) missing: {shown}{more}. {GET_CUB}")
+
+
+def box_problems(meta: CUBMetadata, ids: Iterable[str] | None = None, limit: int = 3) -> list[str]:
+    """One line per box of ``ids`` that reaches outside its image (read from the image's header, no decoding),
+    naming bounding_boxes.txt and the line; at most ``limit`` lines, then a count."""
+    bad = []
+    for i in meta.image_ids if ids is None else ids:
+        x, y, w, h = meta.boxes[i]
+        with Image.open(meta.image_path(i)) as im:
+            width, height = im.size
+        if x + w > width + BOX_TOLERANCE_PX or y + h > height + BOX_TOLERANCE_PX:
+            bad.append(f"{meta.root / 'bounding_boxes.txt'}:{meta.box_lines.get(i, '?')}: the box of image id {i} "
+                       f"(x {x:g} y {y:g} w {w:g} h {h:g}) reaches outside its {width}x{height} image "
+                       f"{meta.image_path(i)}; fix or restore that line")
+    if len(bad) > limit:
+        bad = bad[:limit] + [f"and {len(bad) - limit} more box(es) outside their images"]
+    return bad
 
 
 def load_image_rgb(meta: CUBMetadata, image_id: str) -> Image.Image:

@@ -26,8 +26,23 @@ def read_image(path: str | os.PathLike, img_id: str | None = None) -> np.ndarray
                                   "with an intact copy or remove the id from the list") from exc
 
 
+def jpeg_cut_short(path: str | os.PathLike, tail: int = 4096) -> bool:
+    """Whether ``path`` is a JPEG that ends before its end-of-image marker (a download or copy cut short). OpenCV
+    decodes such a file partly, without an error; the marker is looked for in the last ``tail`` bytes (trailing
+    zero padding allowed)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return False
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - tail))
+        end = f.read().rstrip(b"\x00")
+    return b"\xff\xd9" not in end
+
+
 def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
-    """``cv2.imread(path, IMREAD_COLOR)`` as float32 (H, W, 3) BGR; a clear error when the file is unreadable."""
+    """``cv2.imread(path, IMREAD_COLOR)`` as float32 (H, W, 3) BGR; a clear error when the file is unreadable or a
+    JPEG cut short (which OpenCV would decode partly)."""
     import cv2
 
     path = os.fspath(path)
@@ -37,6 +52,9 @@ def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     if img is None:
         raise UnreadableFileError(f"OpenCV cannot decode the image {path}; replace it with an intact copy or remove "
                                   "the id from the list")
+    if jpeg_cut_short(path):
+        raise UnreadableFileError(f"cannot read image {path}: the JPEG is truncated (it ends before its end marker); "
+                                  "replace it with an intact copy or remove the id from the list")
     return img.astype(np.float32)
 
 

@@ -94,9 +94,9 @@ def open_for_eval(args, instances: bool = False) -> DatasetIndex:
     return open_dataset(args)
 
 
-def prepare_shared_state(args, step_names: Sequence[str]) -> None:
+def prepare_shared_state(args, step_names: Sequence[str]) -> DatasetIndex | None:
     """Once, in one process, before any step: the dataset index (or CUB held-out list) every process reads, and
-    COCO's label → category mapping next to the outputs."""
+    COCO's label → category mapping next to the outputs. Returns the index of a segmentation dataset."""
     if args.dataset == "cub":
         if {"train_wsol", "eval_wsol"} & set(step_names):
             from cub.dataset import CUBMetadata, load_or_make_heldout
@@ -113,3 +113,5 @@ def prepare_shared_state(args, step_names: Sequence[str]) -> None:
 
             logging.getLogger("crt").info("COCO category mapping written to %s",
                                           write_category_map(index, args.result_dir))
+        return index
+    return None

@@ -98,6 +98,8 @@ def _folder_problems(args, step_names: Sequence[str]) -> list[str]:
         folders.append(("--result_dir", Path(args.result_dir)))
     if getattr(args, "sess_dir", None):  # run() makes the sess folder (resume and state files)
         folders.append(("--sess_dir", Path(args.sess_dir)))
+    if getattr(args, "log_name", None):
+        folders.append(("--log_name", log_file(args).parent))
     for step in step_names:
         for flag in written_by(step):
             value = getattr(args, flag, None)
@@ -120,6 +122,22 @@ def _folder_problems(args, step_names: Sequence[str]) -> list[str]:
             problems.append(f"{flag} {folder}: cannot create files in {base} ({why}); make it writable or choose "
                             f"another {flag}")
     return problems
+
+
+def log_file(args) -> Path:
+    """The run's log file: ``<work_dir>/<log_name>.log`` (``--log_name`` may hold subfolders)."""
+    return Path(args.work_dir) / f"{args.log_name}.log"
+
+
+def _log_problem(args) -> str | None:
+    """--log_name names a file (<work_dir>/<log_name>.log; its folders are made), not a folder."""
+    name = getattr(args, "log_name", None)
+    if not name:
+        return None
+    if name.endswith(("/", "\\")) or Path(args.work_dir, name).is_dir() or log_file(args).is_dir():
+        return (f"--log_name {name}: names a folder; give a file name (the log is written to "
+                f"<work_dir>/<log_name>.log, e.g. --log_name logs/run1)")
+    return None
 
 
 def _heldout_problem(args, step_names: Sequence[str]) -> str | None:
@@ -152,7 +170,8 @@ def validate_args(args, step_modules: Sequence[str]) -> None:
     problems = value_problems(args)
     if not problems:
         problems.extend(_relation_problems(args))
-    for problem in (_shard_problem(args), _device_problem(args), _heldout_problem(args, step_names)):
+    for problem in (_shard_problem(args), _device_problem(args), _heldout_problem(args, step_names),
+                    _log_problem(args)):
         if problem:
             problems.append(problem)
     if not problems:  # ranges first: a folder check is pointless for a run that cannot start anyway

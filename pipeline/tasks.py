@@ -5,6 +5,7 @@ dataset's index (a VOC or COCO index of :mod:`pipeline.datasets`) and read image
   (:func:`pipeline.flags.step_config`), so a flag that shapes the step is recorded by its declaration alone;
 - :class:`IRNetTask`: image + CAMs in, IRNet's (edge, displacement) on the device; make_sem_seg_labels and
   make_ins_seg_labels subclass it.
+- :func:`mask_ids`: the ids make_sem_seg_labels writes pseudo masks for;
 - :class:`DeepLabLogitsTask` and :func:`probs_from_logits`: DeepLab's stride-8 MSC-max logits of one image;
   eval_deeplab runs it, export_deeplab_test subclasses it.
 """
@@ -104,3 +105,13 @@ def probs_from_logits(logits_npz: dict) -> np.ndarray:
     from misc.method.deeplab_utils import logits_to_probs
 
     return logits_to_probs(logits_npz["logits"], tuple(int(v) for v in logits_npz["size"]))
+
+
+def mask_ids(args, index) -> list[str]:
+    """``--infer_list`` (scored by eval_sem_seg), then the ids of ``--deeplab_train_list`` not in it (DeepLab's
+    training masks) when train_deeplab trains on these masks."""
+    ids = index.ids(args.infer_list)
+    if getattr(args, "train_deeplab_pass", False) and Path(args.deeplab_label_dir) == Path(args.sem_seg_out_dir):
+        seen = set(ids)
+        ids += [i for i in index.ids(args.deeplab_train_list) if i not in seen]
+    return ids

@@ -6,8 +6,6 @@ propagation on the device, not by squaring a dense N×N matrix), ×4 upsampling,
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from misc.core.paths import vis_dir
@@ -15,7 +13,7 @@ from misc.method.random_walk import sem_seg_from_cams
 from misc.core.io import save_png
 from misc.engine.per_image import device_workers, run_per_image
 from pipeline.datasets import open_dataset
-from pipeline.tasks import WALK_RADIUS, IRNetTask
+from pipeline.tasks import WALK_RADIUS, IRNetTask, mask_ids
 
 
 class SemSegTask(IRNetTask):
@@ -29,16 +27,6 @@ class SemSegTask(IRNetTask):
                                   beta=self.args.beta, exp_times=self.args.exp_times, radius=WALK_RADIUS,
                                   bg_thres=self.args.sem_seg_bg_thres)
         save_png(self.output_path(img_id), label, palette=self.index.palette())
-
-
-def mask_ids(args, index) -> list[str]:
-    """``--infer_list`` (scored by eval_sem_seg), then the ids of ``--deeplab_train_list`` not in it (DeepLab's
-    training masks) when train_deeplab trains on these masks."""
-    ids = index.ids(args.infer_list)
-    if getattr(args, "train_deeplab_pass", False) and Path(args.deeplab_label_dir) == Path(args.sem_seg_out_dir):
-        seen = set(ids)
-        ids += [i for i in index.ids(args.deeplab_train_list) if i not in seen]
-    return ids
 
 
 def run(args) -> None:

@@ -117,8 +117,19 @@ def test_range_errors_under_dry_run_and_all_listed(tmp_path, capfd):
     message = assert_one_line_error(rc, err, "--cam_scales", "--conf_fg_thres", "--irn_batch_size")
     assert message.splitlines()[0] == "crt: error: 3 flag values cannot be used; nothing was run:"
     assert "resolved configuration" not in out
-    rc, out, err = call(tiny(tmp_path, "--dry_run"), capfd)
+    rc, out, err = call(tiny(tmp_path, "--demo", "--dry_run"), capfd)
     assert rc == 0 and "steps that would run" in out and list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_checks_the_inputs_and_writes_nothing(tmp_path, capfd, real_voc_root):
+    """Under --dry_run the inputs are checked too (the index is built in a temporary folder)."""
+    rc, out, err = call(tiny(tmp_path, "--dry_run", "--voc12_root", str(real_voc_root)), capfd)
+    message = assert_one_line_error(rc, err, "--train_list voc12/train_aug.txt", "--deeplab_train_list")
+    assert message.startswith("crt: error: 2 problems with the inputs of the planned steps; nothing was run:")
+    assert "python -m voc12.prepare_sbd" in message and list(tmp_path.iterdir()) == []
+    rc, out, err = call(tiny(tmp_path, "--dry_run", "--voc12_root", str(real_voc_root), "--train_list", "train",
+                             "--deeplab_train_list", "train"), capfd)
+    assert rc == 0 and out.strip().endswith("the planned steps read is there") and list(tmp_path.iterdir()) == []
 
 
 def test_device_cuda_without_a_gpu(tmp_path, capfd):

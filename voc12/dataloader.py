@@ -197,6 +197,10 @@ class VOCIndex:
     def has_class_gt(self, img_id: str) -> bool:
         return class_gt_path(self.root, img_id).is_file()
 
+    def object_gt_path(self, img_id: str) -> Path:
+        """The instance ground truth ``SegmentationObject/<id>.png``."""
+        return object_gt_path(self.root, img_id)
+
     def read_class_gt(self, img_id: str) -> np.ndarray:
         """(H, W) uint8 semantic ground truth, values 0..20 or 255 (checked, errors name the file)."""
         return read_label_png(class_gt_path(self.root, img_id), NUM_LABELS)
@@ -205,7 +209,7 @@ class VOCIndex:
         """(masks (R, H, W) bool, labels (R,) int32 0-based) from SegmentationObject + SegmentationClass."""
         from misc.eval.instance_ap import read_voc_instances
 
-        return read_voc_instances(object_gt_path(self.root, img_id), class_gt_path(self.root, img_id))
+        return read_voc_instances(self.object_gt_path(img_id), class_gt_path(self.root, img_id))
 
     def gt_folders(self) -> list[Path]:
         """Folders of ground truth (train_deeplab refuses to train on them)."""
