@@ -11,36 +11,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from coco.annotations import class_mask, instance_masks
 from coco.facts import NUM_CLASSES, NUM_LABELS
 from coco.layout import ANNOTATION_FILES, GET_COCO, INDEX_NAME, SIGNATURE_GROUP, SPLIT_DIRS, COCOSplitError
+from dataset.multi_hot import MultiHotLabels
 from misc.core.errors import DataError, MissingDataFileError
-
-
-class _MultiHot(Mapping):
-    """id → (num_classes,) float32 multi-hot, built on access from the stored 0-based class lists (123k images
-    would otherwise hold 40 MB of vectors)."""
-
-    def __init__(self, classes: dict[str, list[int]], num_classes: int) -> None:
-        self._classes, self._n = classes, num_classes
-
-    def __getitem__(self, img_id: str) -> np.ndarray:
-        vec = np.zeros(self._n, np.float32)
-        vec[self._classes[img_id]] = 1.0
-        return vec
-
-    def __contains__(self, img_id: object) -> bool:
-        return img_id in self._classes
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._classes)
-
-    def __len__(self) -> int:
-        return len(self._classes)
 
 
 @dataclass
@@ -64,9 +43,10 @@ class COCOIndex:
     name = "coco"
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
+    gt_optional = False  # every annotated image has its mask
 
     def __post_init__(self) -> None:
-        self.labels: Mapping[str, np.ndarray] = _MultiHot(self.classes, NUM_CLASSES)
+        self.labels: Mapping[str, np.ndarray] = MultiHotLabels(self.classes, NUM_CLASSES)
         self._by_image_id: dict[int, str] | None = None
 
     # ---- facts

@@ -59,10 +59,17 @@ def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: 
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from dataset.vis import save_cam_overlays
+    from pipeline.datasets import nothing_scored, open_for_eval, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.chainer_eval_set)
+    listed = index.ids(args.chainer_eval_set)
+    ids = scored_ids(index, listed, "eval_cam", args.chainer_eval_set)
+    if not ids:
+        metrics = nothing_scored("eval_set", args.chainer_eval_set, len(listed))
+        update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
+        save_cam_overlays(index, listed[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
+        return metrics
     missing = [i for i in ids if not cam_path(args.cam_out_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
@@ -83,8 +90,8 @@ def run(args) -> dict:
         "sweep": {f"{t:.2f}": r["miou"] for t, r in results.items()},
         "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
     }
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
-    from dataset.vis import save_cam_overlays
-
     save_cam_overlays(index, ids[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
     return metrics

@@ -77,15 +77,22 @@ def score_folder(ids, pred_dir: Path, index) -> dict:
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from pipeline.datasets import nothing_scored, open_for_eval, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.val_list)
+    listed = index.ids(args.val_list)
+    ids = scored_ids(index, listed, "eval_deeplab", args.val_list)
+    if not ids:
+        metrics = nothing_scored("val_list", args.val_list, len(listed))
+        update_metrics(args.result_dir, "eval_deeplab", metrics, inputs=[args.deeplab_weights_name])
+        return metrics
     logits_dir, pred_dir, crf_dir = deeplab_val_dirs(args)
     run_per_image(DeepLabLogitsTask(args, index, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
                   **device_workers(args))
     predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite, index.palette())
     metrics = {"no_crf": score_folder(ids, pred_dir, index), "val_list": args.val_list, "num_images": len(ids)}
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
         run_per_image(CRFTask(args, index, logits_dir, crf_dir), ids, devices=["cpu"],

@@ -36,10 +36,15 @@ def evaluate_masks(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], ids: 
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from pipeline.datasets import nothing_scored, open_for_eval, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.chainer_eval_set)
+    listed = index.ids(args.chainer_eval_set)
+    ids = scored_ids(index, listed, "eval_sem_seg", args.chainer_eval_set)
+    if not ids:
+        metrics = nothing_scored("eval_set", args.chainer_eval_set, len(listed))
+        update_metrics(args.result_dir, "eval_sem_seg", metrics, inputs=[args.sem_seg_out_dir])
+        return metrics
     pred_dir = Path(args.sem_seg_out_dir)
     missing = [i for i in ids if not label_png(pred_dir, i).is_file()]
     if missing:
@@ -54,5 +59,7 @@ def run(args) -> dict:
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)
     metrics = {k: v for k, v in r.items() if k != "confusion"}
     metrics.update(eval_set=args.chainer_eval_set, num_images=len(ids))
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     update_metrics(args.result_dir, "eval_sem_seg", metrics, inputs=[args.sem_seg_out_dir])
     return metrics

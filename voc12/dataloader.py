@@ -144,6 +144,7 @@ class VOCIndex:
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
     class_names = CLASS_NAMES
+    gt_optional = False  # every image of the split lists has its mask
 
     def config_entry(self) -> dict:
         """What of the dataset shapes a step's outputs (an entry of their fingerprints)."""
