@@ -20,7 +20,7 @@ DEMO_COCO_DIR = "data/demo_coco"
 # The demo's transformer differs by dataset: patch 8 on VOC's 64-px tiles, patch 16 (= the CNN's stride, for the L1
 # coupling) on CUB's 128-px images.
 DEMO_DEIT = {"voc": STANDIN_DIR / "deit_demo_p8.pth", "coco": STANDIN_DIR / "deit_demo_p8.pth",
-             "cub": STANDIN_DIR / "deit_demo_p16.pth"}
+             "folder": STANDIN_DIR / "deit_demo_p8.pth", "cub": STANDIN_DIR / "deit_demo_p16.pth"}
 
 # Where COCO's and a folder's defaults differ from VOC's (applied with --dataset coco / folder, before a preset and
 # the command line), each with its source. The VOC values of every other flag carry over (the same method and
