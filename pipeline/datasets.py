@@ -108,6 +108,8 @@ def scored_ids(index: DatasetIndex, ids: Sequence[str], step: str, list_arg: str
     kept = [i for i in ids if index.has_class_gt(i)]
     if kept:
         log.info("%s: scored %d of %d images of %s: the ones with a mask", step, len(kept), len(ids), list_arg)
+    elif not ids:
+        log.info("%s: nothing to score: %s holds no image", step, list_arg)
     else:
         log.info("%s: nothing to score: none of the %d images of %s has a mask in %s", step, len(ids), list_arg,
                  index.gt_folders()[0])
