@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dataset.images import check_same_size
+from dataset.listed_ids import check_listed_ids
 from dataset.multi_hot import MultiHotLabels
 from folder.layout import (CLASSES_FILE, IMAGES_DIR, INDEX_NAME, LABELS_FILE, MASKS_DIR, SPLITS_DIR,
                            FolderSplitError, image_id, mask_path)
@@ -41,8 +42,8 @@ def read_mask(path: Path, image_file: Path, img_id: str, num_classes: int) -> np
     try:
         mask = read_label_png(path, num_classes + 1)
     except DataError as exc:
-        raise DataError(f"{exc} ({CLASSES_FILE} lists {num_classes} classes: a mask holds 0 background, 1..{num_classes}"
-                        " the classes, 255 ignore)") from None
+        raise DataError(f"{exc} ({CLASSES_FILE} lists {num_classes} classes: a mask holds 0 background, "
+                        f"1..{num_classes} the classes, 255 ignore)") from None
     check_same_size(img_id, mask, path, image_size(image_file), image_file)
     return mask
 
@@ -155,18 +156,9 @@ class FolderIndex:
     def check_ids(self, ids: Sequence[str], list_arg: str, labels: bool = True, images: bool = True) -> list[str]:
         """``ids`` unchanged, after checking that each has a labels.csv line (:class:`DataError`) and an image
         (:class:`MissingDataFileError`); offending ids are counted and the first ones named."""
-        if labels:
-            unlabelled = [i for i in ids if i not in self.classes]
-            if unlabelled:
-                raise DataError(self._unlabelled_message(unlabelled, list_arg))
-        if images:
-            absent = [i for i in ids if not self.image_path(i).is_file()]
-            if absent:
-                shown = ", ".join(str(self.image_path(i)) for i in absent[:5])
-                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-                raise MissingDataFileError(f"{len(absent)} image(s) listed in {list_arg} do not exist: {shown}{more}; "
-                                           f"put them into {self.root / IMAGES_DIR} or remove the ids from the list")
-        return list(ids)
+        return check_listed_ids(ids, list_arg, self.classes, lambda bad: self._unlabelled_message(bad, list_arg),
+                                self.image_path, f"Put them into {self.root / IMAGES_DIR} or remove the ids from the "
+                                "list.", labels, images)
 
     # ---- files
     def image_path(self, img_id: str) -> Path:

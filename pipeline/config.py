@@ -82,8 +82,8 @@ def declared_defaults() -> dict:
 # Flags the report judges by itself (the pretrained sources: random, stand-in, DeepLab's COCO init; the dataset and
 # the images each metric was scored on) or that do not move the numbers it compares with the paper.
 JUDGED_BY_THE_REPORT = {"voc12_root", "coco_root", "folder_root", "cub_root", "deit_pretrained", "cam_cnn_pretrained",
-                        "irn_pretrained", "deeplab_init", "no_pretrained", "test_list", "amp", "seed", "wsol_seed", "deeplab_crf",
-                        "cam_eval_sweep", "deeplab_checkpoint_every"}
+                        "irn_pretrained", "deeplab_init", "no_pretrained", "test_list", "amp", "seed", "wsol_seed",
+                        "deeplab_crf", "cam_eval_sweep", "deeplab_checkpoint_every"}
 
 
 def non_default_settings(args: argparse.Namespace) -> dict[str, list]:

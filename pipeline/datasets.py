@@ -116,9 +116,16 @@ def scored_ids(index: DatasetIndex, ids: Sequence[str], step: str, list_arg: str
     return kept
 
 
-def nothing_scored(list_key: str, list_arg: str, listed: int) -> dict:
-    """The metrics.json entry of an evaluation that found no image with ground truth in its list."""
-    return {list_key: list_arg, "num_images": 0, "num_listed": listed, "scored": "nothing: no image of the list has a mask"}
+def record_nothing_scored(result_dir: str, step: str, list_key: str, list_arg: str, listed: int,
+                          inputs: Sequence[str]) -> dict:
+    """Record in metrics.json that ``step`` found no image with ground truth among the ``listed`` of ``list_arg``;
+    returns the entry."""
+    from misc.core.results import update_metrics
+
+    metrics = {list_key: list_arg, "num_images": 0, "num_listed": listed,
+               "scored": "nothing: no image of the list has a mask"}
+    update_metrics(result_dir, step, metrics, inputs=list(inputs))
+    return metrics
 
 
 def open_for_eval(args, instances: bool = False) -> DatasetIndex:

@@ -86,6 +86,15 @@ def _tiny_run(tmp_path_factory, name: str, argv: list[str]) -> tuple[Path, list[
     return work, argv
 
 
+def rerun_log(work: Path, argv: list[str]) -> str:
+    """Run ``argv`` again in its work folder ``work``; the log of that run alone."""
+    import run_sample
+
+    n_runs = (work / "sample_train_eval.log").read_text().count("crt run ")
+    assert run_sample.main(argv) == 0
+    return (work / "sample_train_eval.log").read_text().split("crt run ")[n_runs + 1]
+
+
 @pytest.fixture(scope="session")
 def tiny_voc_run(tmp_path_factory) -> tuple[Path, list[str]]:
     """(work folder, argv) of the whole default VOC pipeline plus the instance steps, tiny preset."""

@@ -12,7 +12,7 @@ from PIL import Image
 import run_sample
 from folder.build import open_folder
 from misc.core.io import load_npz
-from tests.conftest import TINY_FOLDER_ARGV
+from tests.conftest import TINY_FOLDER_ARGV, rerun_log
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +98,7 @@ def test_every_flag_the_folder_run_reads_is_declared(folder_run):
 
 def test_rerun_skips_finished_work(folder_run):
     work, argv, _ = folder_run
-    n_runs = (work / "sample_train_eval.log").read_text().count("crt run ")
-    assert run_sample.main(argv) == 0
-    log = (work / "sample_train_eval.log").read_text().split("crt run ")[n_runs + 1]
+    log = rerun_log(work, argv)
     for step in ("train_cam", "train_irn", "train_deeplab"):
         assert f"{step}: up to date" in log
     for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels"):
