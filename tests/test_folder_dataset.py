@@ -53,6 +53,13 @@ def message(exc_info) -> str:
     return str(exc_info.value)
 
 
+def build_error(root, error=DataError) -> str:
+    """The message of the ``error`` that building the index of ``root`` raises."""
+    with pytest.raises(error) as exc:
+        open_folder(root)
+    return message(exc)
+
+
 # ---------------------------------------------------------------------------------------------- the index
 def test_index_reads_classes_labels_images_masks_and_default_splits(root, tmp_path):
     index = open_folder(root, tmp_path / "cache")
@@ -122,10 +129,9 @@ def test_the_index_cache_sees_edits_to_labels_classes_and_masks(root, tmp_path, 
 # ---------------------------------------------------------------------------------------------- bad input
 def test_an_id_without_an_image(tmp_path):
     root = make_folder(tmp_path / "d", labels="image,labels\na.jpg,cat\nb.png,dog\nc.jpg,\nzz.jpg,cat\n")
-    with pytest.raises(MissingDataFileError) as exc:
-        open_folder(root)
-    assert message(exc) == (f"{root}/labels.csv: 1 image(s) not in {root}/images: line 5 'zz.jpg'; add the images "
-                            "(.jpg, .jpeg or .png) or remove their lines")
+    assert build_error(root, MissingDataFileError) == (
+        f"{root}/labels.csv: 1 image(s) not in {root}/images: line 5 'zz.jpg'; add the images (.jpg, .jpeg or .png) "
+        "or remove their lines")
 
 
 def test_a_file_name_of_another_suffix_is_no_match(tmp_path):
@@ -148,9 +154,7 @@ def test_an_image_without_a_labels_line_is_left_out_with_a_warning(tmp_path):
 
 def test_two_images_of_one_id(tmp_path):
     root = make_folder(tmp_path / "d", images=("a.jpg", "a.png", "b.png", "c.jpg"))
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == f"{root}/images: a.jpg and a.png have the same id 'a'; keep one of them"
+    assert build_error(root) == f"{root}/images: a.jpg and a.png have the same id 'a'; keep one of them"
 
 
 @pytest.mark.parametrize("labels, expected", [
@@ -168,27 +172,21 @@ def test_two_images_of_one_id(tmp_path):
 ])
 def test_a_bad_labels_csv_line_is_named(tmp_path, labels, expected):
     root = make_folder(tmp_path / "d", labels=labels)
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == f"{root}/labels.csv, {expected.format(root=root)}"
+    assert build_error(root) == f"{root}/labels.csv, {expected.format(root=root)}"
 
 
 def test_labels_csv_without_images(tmp_path):
     root = make_folder(tmp_path / "d", labels="image,labels\n")
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == (f"{root}/labels.csv lists no image: after the header 'image,labels', write one line per "
-                            "image such as 'cat_01.jpg,cat;dog'")
+    assert build_error(root) == (f"{root}/labels.csv lists no image: after the header 'image,labels', write one "
+                                 "line per image such as 'cat_01.jpg,cat;dog'")
 
 
 def test_mask_of_the_wrong_size_names_the_file(tmp_path):
     root = make_folder(tmp_path / "d")
     write_mask(root / "masks" / "a.png", np.zeros((10, 10)))
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == (f"image id 'a': the mask {root}/masks/a.png is 10x10 (HxW) but the image "
-                            f"{root}/images/a.jpg is {H}x{W}; a mask must have its image's size (is it the mask of "
-                            "another image, or resized?)")
+    assert build_error(root) == (f"image id 'a': the mask {root}/masks/a.png is 10x10 (HxW) but the image "
+                                 f"{root}/images/a.jpg is {H}x{W}; a mask must have its image's size (is it the mask "
+                                 "of another image, or resized?)")
 
 
 def test_mask_value_above_the_class_count_names_the_file(tmp_path):
@@ -196,11 +194,10 @@ def test_mask_value_above_the_class_count_names_the_file(tmp_path):
     mask = np.zeros((H, W), np.uint8)
     mask[:2, :2] = 7
     write_mask(root / "masks" / "a.png", mask)
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == (f"{root}/masks/a.png: label values must be 0..3 or 255 (ignore), found 7 in 4 pixel(s). "
-                            "Is it a mask of this dataset (a palette PNG of class indices)? (classes.txt lists 3 "
-                            "classes: a mask holds 0 background, 1..3 the classes, 255 ignore)")
+    assert build_error(root) == (f"{root}/masks/a.png: label values must be 0..3 or 255 (ignore), found 7 in 4 "
+                                 "pixel(s). Is it a mask of this dataset (a palette PNG of class indices)? "
+                                 "(classes.txt lists 3 classes: a mask holds 0 background, 1..3 the classes, 255 "
+                                 "ignore)")
 
 
 def test_masks_without_a_line_or_disagreeing_with_their_line_are_warned_about(tmp_path):
@@ -217,10 +214,8 @@ def test_masks_without_a_line_or_disagreeing_with_their_line_are_warned_about(tm
 def test_split_id_without_a_labels_line(root):
     (root / "splits").mkdir()
     (root / "splits" / "val.txt").write_text("a\n\nqq\n")
-    with pytest.raises(DataError) as exc:
-        open_folder(root)
-    assert message(exc) == (f"{root}/splits/val.txt, line 3: 'qq' has no line in {root}/labels.csv; every id of a "
-                            "split needs one")
+    assert build_error(root) == (f"{root}/splits/val.txt, line 3: 'qq' has no line in {root}/labels.csv; every id "
+                                 "of a split needs one")
 
 
 @pytest.mark.parametrize("classes, expected", [
