@@ -57,6 +57,17 @@ def _unknown_class_message(where: str, name: str, class_names: tuple[str, ...], 
     return f"{where}: unknown class {name!r}{hint}; the classes are those of {classes_file}: {shown}"
 
 
+def _rows(reader, path: Path):
+    """The rows of a CSV reader; a line the csv module cannot parse is a :class:`DataError` naming it."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path}, line {reader.line_num}: not a CSV line ({exc})") from None
+
+
 def read_labels_csv(root: Path, class_names: tuple[str, ...], images: dict[str, str]) -> dict[str, list[int]]:
     """{id: sorted 0-based classes} of labels.csv, in file order. Each line is checked (errors name the line): the
     header, two fields, an image name, known class names, one line per image, its image in images/ (every missing
@@ -71,7 +82,7 @@ def read_labels_csv(root: Path, class_names: tuple[str, ...], images: dict[str, 
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
     reader = csv.reader(text.splitlines())
-    for row in reader:
+    for row in _rows(reader, path):
         lineno = reader.line_num
         where = f"{path}, line {lineno}"
         if lineno == 1:
@@ -82,8 +93,9 @@ def read_labels_csv(root: Path, class_names: tuple[str, ...], images: dict[str, 
         if not row or not any(c.strip() for c in row):
             continue
         if len(row) != 2:
-            raise DataError(f"{where}: expected 2 fields (image,labels), found {len(row)}; separate the class names "
-                            "with ';', not ','")
+            advice = ("separate the class names with ';', not ','" if len(row) > 2 else
+                      "end the line with ',' for an image of background only")
+            raise DataError(f"{where}: expected 2 fields (image,labels), found {len(row)}; {advice}")
         name, field = row[0].strip(), row[1].strip()
         if not name:
             raise DataError(f"{where}: no image name in the first field")

@@ -169,6 +169,9 @@ def test_two_images_of_one_id(tmp_path):
     ("image,labels\na.jpg,cat,dog\n", "line 2: expected 2 fields (image,labels), found 3; separate the class names "
                                       "with ';', not ','"),
     ("image,labels\n,cat\n", "line 2: no image name in the first field"),
+    ("image,labels\na.jpg\n", "line 2: expected 2 fields (image,labels), found 1; end the line with ',' for an image "
+                              "of background only"),
+    ("image,labels\na.jpg," + "x" * 140_000 + "\n", "line 2: not a CSV line (field larger than field limit (131072))"),
 ])
 def test_a_bad_labels_csv_line_is_named(tmp_path, labels, expected):
     root = make_folder(tmp_path / "d", labels=labels)
