@@ -316,9 +316,10 @@ def test_evaluations_score_the_images_with_a_mask_and_say_so(root, caplog):
 
 
 # ---------------------------------------------------------------------------------------------- background-only images
-def test_an_image_without_classes_gets_all_background_labels():
+def test_an_image_without_classes_gets_all_background_labels_and_no_instance():
     import torch
 
+    from misc.method.instances import ins_seg_from_cams
     from misc.method.ir_label import make_ir_label
     from misc.method.random_walk import sem_seg_from_cams
 
@@ -327,6 +328,9 @@ def test_an_image_without_classes_gets_all_background_labels():
     assert ir.shape == (H, W) and ir.dtype == np.uint8 and not ir.any()
     sem = sem_seg_from_cams(torch.zeros(0, 4, 6), np.zeros(0, np.int64), torch.rand(1, 4, 6), (H, W))
     assert sem.shape == (H, W) and sem.dtype == np.uint8 and not sem.any()
+    ins = ins_seg_from_cams(torch.zeros(0, 4, 6), np.zeros(0, np.int64), torch.rand(1, 4, 6), torch.rand(2, 4, 6),
+                            (H, W))
+    assert ins["mask"].shape == (0, H, W) and ins["score"].shape == ins["class"].shape == (0,)
 
 
 # ---------------------------------------------------------------------------------------------- the generator
