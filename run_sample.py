@@ -4,6 +4,7 @@
     python run_sample.py --demo                                # the same on the built-in synthetic dataset
     python run_sample.py --dataset cub --cub_root /data/CUB_200_2011
     python run_sample.py --dataset coco --coco_root /data/coco2014   # MS COCO 2014 (docs/data_coco.md)
+    python run_sample.py --dataset folder --folder_root DIR    # your own images (docs/data_folder.md)
     python run_sample.py --demo --dry_run --train_cam_pass false   # show the plan, write nothing
 
 Every flag is declared once, in :mod:`pipeline.flags`; the presets are in :mod:`pipeline.presets`; the steps, in
@@ -176,7 +177,11 @@ def _dry_run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check and run; returns the exit code: 0 done, 2 a usage or user error (one line on stderr, the
     traceback in the log file and, with ``--debug``, on the console), 1 a bug (its traceback on the console)."""
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except UserError as exc:  # a dataset fact read while parsing (a folder's classes.txt)
+        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        return _report_user_error(str(exc), traceback.format_exc(), debug, None)
     try:
         validate_args(args, [s.module for s in planned_steps(args)])
         if args.dry_run:

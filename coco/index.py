@@ -11,36 +11,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from coco.annotations import class_mask, instance_masks
 from coco.facts import NUM_CLASSES, NUM_LABELS
 from coco.layout import ANNOTATION_FILES, GET_COCO, INDEX_NAME, SIGNATURE_GROUP, SPLIT_DIRS, COCOSplitError
+from dataset.listed_ids import check_listed_ids
+from dataset.multi_hot import MultiHotLabels
 from misc.core.errors import DataError, MissingDataFileError
-
-
-class _MultiHot(Mapping):
-    """id → (num_classes,) float32 multi-hot, built on access from the stored 0-based class lists (123k images
-    would otherwise hold 40 MB of vectors)."""
-
-    def __init__(self, classes: dict[str, list[int]], num_classes: int) -> None:
-        self._classes, self._n = classes, num_classes
-
-    def __getitem__(self, img_id: str) -> np.ndarray:
-        vec = np.zeros(self._n, np.float32)
-        vec[self._classes[img_id]] = 1.0
-        return vec
-
-    def __contains__(self, img_id: object) -> bool:
-        return img_id in self._classes
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._classes)
-
-    def __len__(self) -> int:
-        return len(self._classes)
 
 
 @dataclass
@@ -64,9 +44,10 @@ class COCOIndex:
     name = "coco"
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
+    gt_optional = False  # every annotated image has its mask
 
     def __post_init__(self) -> None:
-        self.labels: Mapping[str, np.ndarray] = _MultiHot(self.classes, NUM_CLASSES)
+        self.labels: Mapping[str, np.ndarray] = MultiHotLabels(self.classes, NUM_CLASSES)
         self._by_image_id: dict[int, str] | None = None
 
     # ---- facts
@@ -150,18 +131,9 @@ class COCOIndex:
     def check_ids(self, ids: Sequence[str], list_arg: str, labels: bool = True, images: bool = True) -> list[str]:
         """``ids`` unchanged, after checking that each has a label (:class:`DataError`) and an image
         (:class:`MissingDataFileError`); offending ids are counted and the first ones named."""
-        if labels:
-            unlabelled = [i for i in ids if i not in self.classes]
-            if unlabelled:
-                raise DataError(self._missing_labels_message(unlabelled, list_arg))
-        if images:
-            absent = [i for i in ids if not self.image_path(i).is_file()]
-            if absent:
-                shown = ", ".join(str(self.image_path(i)) for i in absent[:5])
-                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-                raise MissingDataFileError(f"{len(absent)} image(s) listed in {list_arg} do not exist: {shown}{more}. "
-                                           f"Unzip train2014.zip / val2014.zip into {self.root}. {GET_COCO}")
-        return list(ids)
+        return check_listed_ids(ids, list_arg, self.classes, lambda bad: self._missing_labels_message(bad, list_arg),
+                                self.image_path, f"Unzip train2014.zip / val2014.zip into {self.root}. {GET_COCO}",
+                                labels, images)
 
     # ---- files
     def _record(self, img_id: str) -> list:

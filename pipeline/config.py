@@ -24,18 +24,25 @@ DESCRIPTION = """crt: CRT for weakly supervised semantic segmentation (VOC, COCO
     python run_sample.py --demo                                # the same on the built-in synthetic dataset
     python run_sample.py --dataset cub --cub_root /data/CUB_200_2011
     python run_sample.py --dataset coco --coco_root /data/coco2014   # MS COCO 2014 (docs/data_coco.md)
+    python run_sample.py --dataset folder --folder_root DIR    # your own images (docs/data_folder.md)
     python run_sample.py --demo --dry_run --train_cam_pass false   # show the plan, write nothing
 """
 
 
 def num_classes_of(args: argparse.Namespace) -> int:
-    """The dataset's number of foreground classes, known before its folder is read (the preflight builds the
-    receiving models first)."""
+    """The dataset's number of foreground classes, known before its index is built (the preflight builds the
+    receiving models first): a folder's are counted in its classes.txt (a :class:`~misc.core.errors.UserError`
+    when it is missing or malformed)."""
     if args.dataset == "cub":
         return args.wsol_num_classes
+    if args.dataset == "folder" and args.demo:
+        from misc.core.errors import FlagValueError
+
+        raise FlagValueError("--demo has no folder dataset: pass --folder_root DIR of your own (docs/data_folder.md), "
+                             "or write a small synthetic one first with python -m folder.synthetic --out DIR")
     from pipeline.datasets import num_classes_of as segmentation_classes
 
-    return segmentation_classes(args.dataset)
+    return segmentation_classes(args.dataset, args.folder_root)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -74,9 +81,9 @@ def declared_defaults() -> dict:
 
 # Flags the report judges by itself (the pretrained sources: random, stand-in, DeepLab's COCO init; the dataset and
 # the images each metric was scored on) or that do not move the numbers it compares with the paper.
-JUDGED_BY_THE_REPORT = {"voc12_root", "coco_root", "cub_root", "deit_pretrained", "cam_cnn_pretrained", "irn_pretrained",
-                        "deeplab_init", "no_pretrained", "test_list", "amp", "seed", "wsol_seed", "deeplab_crf",
-                        "cam_eval_sweep", "deeplab_checkpoint_every"}
+JUDGED_BY_THE_REPORT = {"voc12_root", "coco_root", "folder_root", "cub_root", "deit_pretrained", "cam_cnn_pretrained",
+                        "irn_pretrained", "deeplab_init", "no_pretrained", "test_list", "amp", "seed", "wsol_seed",
+                        "deeplab_crf", "cam_eval_sweep", "deeplab_checkpoint_every"}
 
 
 def non_default_settings(args: argparse.Namespace) -> dict[str, list]:

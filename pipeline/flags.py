@@ -240,8 +240,9 @@ IGNORED = ("cam_network_branch1", "cam_network_branch2", "irn_network")
 FLAGS: list[Flag] = [
     *_declare(
         "run",
-        F("dataset", "voc", "voc: PASCAL VOC 2012 (--voc12_root); coco: MS COCO 2014 (--coco_root); cub: CUB-200-2011 "
-          "WSOL (--cub_root)", choices=("voc", "coco", "cub"), setting=True),
+        F("dataset", "voc", "voc: PASCAL VOC 2012 (--voc12_root); coco: MS COCO 2014 (--coco_root); folder: your own "
+          "images, labels and masks (--folder_root, docs/data_folder.md); cub: CUB-200-2011 WSOL (--cub_root)",
+          choices=("voc", "coco", "folder", "cub"), setting=True),
         F("demo", False, "use the built-in synthetic dataset and the demo preset", action="store_true",
           setting=True),
         F("preset", None, "named overrides of the defaults (--demo implies demo)", choices=("demo", "tiny"),
@@ -281,6 +282,9 @@ FLAGS: list[Flag] = [
         F("coco_mask_dir", None, "COCO ground-truth class masks: a folder of ready <id>.png (values 0..80, 255) is "
           "used as is; otherwise they are built there from the annotations (default <work_dir>/result/"
           "coco_gt_masks)", path=True, setting=True),
+        F("folder_root", None, "a dataset of your own (--dataset folder): holds classes.txt, images/, labels.csv and "
+          "optionally masks/ and splits/ (docs/data_folder.md)", reads=SEGMENTATION,
+          identify=_dataset_identity("folder")),
     ),
     *_declare(
         "dataset",

@@ -75,6 +75,8 @@ def _gt_problem(index, img_id: str) -> str | None:
     another size than its image, or with values outside the dataset's labels (decoding a mask takes milliseconds)."""
     from PIL import Image
 
+    if getattr(index, "gt_optional", False) and not index.has_class_gt(img_id):  # scored only where a mask is
+        return None
     if not getattr(index, "class_gt_from_files", True):  # built from the annotations when scored
         return None if index.has_class_gt(img_id) else f"image {img_id!r} has no annotations to build its mask from"
     path = index.class_gt_path(img_id)

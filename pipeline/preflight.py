@@ -161,6 +161,22 @@ def _heldout_problem(args, step_names: Sequence[str]) -> str | None:
     return None
 
 
+NO_FOLDER_STEPS = {"eval_ins_seg": "--eval_ins_seg_pass", "make_cocoann": "--make_cocoann_pass"}
+
+
+def _folder_step_problem(args, step_names: Sequence[str]) -> str | None:
+    """A folder dataset has no instance ground truth and no COCO ids: the steps that need them cannot run."""
+    if getattr(args, "dataset", None) != "folder":
+        return None
+    steps = [s for s in step_names if s in NO_FOLDER_STEPS]
+    if not steps:
+        return None
+    one = len(steps) == 1
+    return (f"--dataset folder: {' and '.join(steps)} run{'s' if one else ''} on VOC and COCO only (they need "
+            f"instance ground truth, which a folder dataset does not have); switch {'it' if one else 'them'} off with "
+            + " ".join(f"{NO_FOLDER_STEPS[s]} false" for s in steps))
+
+
 def validate_args(args, step_modules: Sequence[str]) -> None:
     """Check the flags of a run before anything is written or computed: numeric ranges (positive sizes, epochs,
     iterations, scales; thresholds in [0, 1]), ``--shard``, ``--device``, the CUB held-out count and that every
@@ -171,7 +187,7 @@ def validate_args(args, step_modules: Sequence[str]) -> None:
     if not problems:
         problems.extend(_relation_problems(args))
     for problem in (_shard_problem(args), _device_problem(args), _heldout_problem(args, step_names),
-                    _log_problem(args)):
+                    _log_problem(args), _folder_step_problem(args, step_names)):
         if problem:
             problems.append(problem)
     if not problems:  # ranges first: a folder check is pointless for a run that cannot start anyway

@@ -20,10 +20,11 @@ DEMO_COCO_DIR = "data/demo_coco"
 # The demo's transformer differs by dataset: patch 8 on VOC's 64-px tiles, patch 16 (= the CNN's stride, for the L1
 # coupling) on CUB's 128-px images.
 DEMO_DEIT = {"voc": STANDIN_DIR / "deit_demo_p8.pth", "coco": STANDIN_DIR / "deit_demo_p8.pth",
-             "cub": STANDIN_DIR / "deit_demo_p16.pth"}
+             "folder": STANDIN_DIR / "deit_demo_p8.pth", "cub": STANDIN_DIR / "deit_demo_p16.pth"}
 
-# Where COCO's defaults differ from VOC's (applied with --dataset coco, before a preset and the command line), each
-# with its source. The VOC values of every other flag carry over (the same method and schedule per image).
+# Where COCO's and a folder's defaults differ from VOC's (applied with --dataset coco / folder, before a preset and
+# the command line), each with its source. The VOC values of every other flag carry over (the same method and
+# schedule per image).
 DATASET_DEFAULTS: dict[str, dict] = {
     "coco": dict(
         # Split names of coco/dataset.py: the train2014 / val2014 images with at least one annotation (82,081 /
@@ -40,6 +41,13 @@ DATASET_DEFAULTS: dict[str, dict] = {
         deeplab_iters=100_000, deeplab_checkpoint_every=10_000,
         # COCO 2014's test split has no public masks and no server format here.
         export_deeplab_test_pass=False,
+    ),
+    # A folder of the user's own (docs/data_folder.md): its splits train (every image of labels.csv, or
+    # splits/train.txt) and val (the images with a mask, or splits/val.txt). Everything trains on train; seeds and
+    # masks are scored on train's masked images, DeepLab on val's. No test export (no server format).
+    "folder": dict(
+        train_list="train", val_list="val", infer_list="train", deeplab_train_list="train",
+        chainer_eval_set="train", test_list="test", export_deeplab_test_pass=False,
     ),
 }
 

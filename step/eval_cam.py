@@ -3,6 +3,7 @@
 Per image: a constant background plane ``--cam_eval_thres`` is put in front of ``high_res``, the argmax is mapped
 through ``[0] + keys + 1``; the confusion follows chainercv (GT 255 skipped, not cut to the dataset's labels; a
 label outside them is refused), streamed into one (at most 21×21 on VOC, 81×81 on COCO) int64 matrix per threshold.
+A folder dataset is scored on the images of the set that have a mask (none: nothing is scored, and said).
 Writes ``metrics.json["eval_cam"]`` and CAM overlays for a few images under ``result/vis/cam``.
 """
 from __future__ import annotations
@@ -59,10 +60,16 @@ def evaluate_seeds(cams: Iterable[dict], gts: Iterable[np.ndarray], thresholds: 
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from dataset.vis import save_cam_overlays
+    from pipeline.datasets import open_for_eval, record_nothing_scored, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.chainer_eval_set)
+    listed = index.ids(args.chainer_eval_set)
+    ids = scored_ids(index, listed, "eval_cam", args.chainer_eval_set)
+    if not ids:
+        save_cam_overlays(index, listed[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
+        return record_nothing_scored(args.result_dir, "eval_cam", "eval_set", args.chainer_eval_set, len(listed),
+                                     [args.cam_out_dir])
     missing = [i for i in ids if not cam_path(args.cam_out_dir, i).is_file()]
     if missing:
         raise FileNotFoundError(f"eval_cam: {len(missing)} CAMs missing in {args.cam_out_dir} (e.g. {missing[0]!r}); "
@@ -83,8 +90,8 @@ def run(args) -> dict:
         "sweep": {f"{t:.2f}": r["miou"] for t, r in results.items()},
         "best_bg_thres": best_t, "best_miou": results[best_t]["miou"],
     }
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     update_metrics(args.result_dir, "eval_cam", metrics, inputs=[args.cam_out_dir])
-    from dataset.vis import save_cam_overlays
-
     save_cam_overlays(index, ids[: args.vis_num], args.cam_out_dir, vis_dir(args, "cam"))
     return metrics

@@ -4,8 +4,9 @@ Inference (per-image runner, every GPU or the CPU): MSC max logits at stride 8 �
 Scoring: bilinear to the image size, softmax, argmax → ``val_pred/<id>.png``; the CRF (deeplab-pytorch parameters,
 ``--deeplab_crf_guide original`` reproduces its quirky guide image) over ``--num_workers`` CPU processes →
 ``val_crf/<id>.png``. Pixel Acc / Mean Acc / FreqW IoU / mIoU of both into ``metrics.json["eval_deeplab"]`` against
-the dataset's ground truth (VOC ``SegmentationClass``, COCO's masks built from the annotations), streamed one image
-at a time; panels image | pseudo mask | prediction | GT under ``result/vis/deeplab``.
+the dataset's ground truth (VOC ``SegmentationClass``, COCO's masks built from the annotations, a folder's masks:
+only its images with a mask are predicted and scored), streamed one image at a time; panels image | pseudo mask |
+prediction | GT under ``result/vis/deeplab``.
 """
 from __future__ import annotations
 
@@ -77,15 +78,21 @@ def score_folder(ids, pred_dir: Path, index) -> dict:
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from pipeline.datasets import open_for_eval, record_nothing_scored, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.val_list)
+    listed = index.ids(args.val_list)
+    ids = scored_ids(index, listed, "eval_deeplab", args.val_list)
+    if not ids:
+        return record_nothing_scored(args.result_dir, "eval_deeplab", "val_list", args.val_list, len(listed),
+                                     [args.deeplab_weights_name])
     logits_dir, pred_dir, crf_dir = deeplab_val_dirs(args)
     run_per_image(DeepLabLogitsTask(args, index, logits_dir), ids, overwrite=args.overwrite, split_ranks=False,
                   **device_workers(args))
     predictions_without_crf(ids, logits_dir, pred_dir, args.overwrite, index.palette())
     metrics = {"no_crf": score_folder(ids, pred_dir, index), "val_list": args.val_list, "num_images": len(ids)}
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     log.info("eval_deeplab: val mIoU %.4f without CRF", metrics["no_crf"]["Mean IoU"])
     if args.deeplab_crf:
         run_per_image(CRFTask(args, index, logits_dir, crf_dir), ids, devices=["cpu"],

@@ -2,7 +2,7 @@
 
 Prediction PNGs have 255 mapped to 0; the confusion is cut to the dataset's labels ([:21, :21] on VOC, [:81, :81]
 on COCO); background and foreground fp/fn rates are logged as in the original. Masks and ground truth are streamed,
-one image at a time. Writes ``metrics.json["eval_sem_seg"]``.
+one image at a time; a folder dataset is scored on the images with a mask. Writes ``metrics.json["eval_sem_seg"]``.
 """
 from __future__ import annotations
 
@@ -36,10 +36,14 @@ def evaluate_masks(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], ids: 
 
 
 def run(args) -> dict:
-    from pipeline.datasets import open_for_eval
+    from pipeline.datasets import open_for_eval, record_nothing_scored, scored_ids
 
     index = open_for_eval(args)
-    ids = index.ids(args.chainer_eval_set)
+    listed = index.ids(args.chainer_eval_set)
+    ids = scored_ids(index, listed, "eval_sem_seg", args.chainer_eval_set)
+    if not ids:
+        return record_nothing_scored(args.result_dir, "eval_sem_seg", "eval_set", args.chainer_eval_set, len(listed),
+                                     [args.sem_seg_out_dir])
     pred_dir = Path(args.sem_seg_out_dir)
     missing = [i for i in ids if not label_png(pred_dir, i).is_file()]
     if missing:
@@ -54,5 +58,7 @@ def run(args) -> dict:
     log.info("eval_sem_seg: mIoU %.4f (%d images of %s)", r["miou"], len(ids), args.chainer_eval_set)
     metrics = {k: v for k, v in r.items() if k != "confusion"}
     metrics.update(eval_set=args.chainer_eval_set, num_images=len(ids))
+    if index.gt_optional:
+        metrics["num_listed"] = len(listed)
     update_metrics(args.result_dir, "eval_sem_seg", metrics, inputs=[args.sem_seg_out_dir])
     return metrics

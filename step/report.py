@@ -40,6 +40,18 @@ def coco_label_names(folder: RunFolder) -> list[str] | None:
     return ["background", *(by_label.get(k, str(k)) for k in range(1, max(by_label, default=0) + 1))]
 
 
+def folder_label_names(folder: RunFolder) -> list[str] | None:
+    """Background and the class names of the run's folder dataset (its classes.txt); None when it is unreadable."""
+    from folder.facts import read_class_names
+
+    root = folder.path("folder_root")
+    try:
+        return ["background", *read_class_names(root)] if root is not None else None
+    except UserError as exc:
+        folder.problems.append(f"class names: {exc}")
+        return None
+
+
 def dataset_view(folder: RunFolder) -> DatasetView:
     """The run's dataset as the report sees it: label names and where the gallery finds images."""
     if folder.dataset == "voc":
@@ -50,6 +62,11 @@ def dataset_view(folder: RunFolder) -> DatasetView:
                            segmentation=SegmentationLayout("voc12_root", layout.image_path, layout.class_gt_path))
     if folder.dataset == "coco":
         return DatasetView(coco_label_names(folder))
+    if folder.dataset == "folder":
+        from folder.layout import find_image, mask_path
+
+        return DatasetView(folder_label_names(folder),
+                           segmentation=SegmentationLayout("folder_root", find_image, mask_path))
     if folder.dataset == "cub":
         from cub.layout import image_paths
 

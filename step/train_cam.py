@@ -76,7 +76,9 @@ class TrainCamJob(TrainJob):
         val_ds = ClassificationDataset(val_ids, index.root, index.labels, crop_size=self.crop,
                                        image_path=index.image_path)
         self.val_loader = make_loader(val_ds, a.cam_batch_size, ctx, flag="--cam_batch_size", train=False,
-                                      num_workers=a.num_workers)
+                                      num_workers=a.num_workers) if val_ids else None
+        if not val_ids:
+            log.info("train_cam: --val_list %s holds no image: no validation loss", a.val_list)
         self.global_batch, self.micro_batch = a.cam_batch_size, None
         self.total_updates = (len(train_ids) // a.cam_batch_size) * a.cam_num_epoches
         cnn = build_cam_cnn(a, pretrained=True)
@@ -108,6 +110,8 @@ class TrainCamJob(TrainJob):
                                 cls2_weight_after_warmup=self.cls2_weight, l1_multiplier=self.l1_mult)
 
     def end_epoch(self, epoch: int, means: dict[str, float], ctx: DistContext) -> dict:
+        if self.val_loader is None:
+            return {}
         val = validate({"cnn": self.cnn, "vit": self.vit}, self.val_loader, self.device, self.args.amp)
         return {"val_cnn": val["cnn"], "val_vit": val["vit"]}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-DATASETS = {"voc12", "coco", "cub", "dataset"}
+DATASETS = {"voc12", "coco", "folder", "cub", "dataset"}
 PROJECT = {"step", "misc", "net", "pipeline", "tools", "bench", "tests", "run_sample", "predict"} | DATASETS
 # package → the project packages its modules may import (besides itself)
 MAY_IMPORT: dict[str, set[str]] = {
@@ -15,6 +15,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pipeline": {"misc", "net"} | DATASETS,
     "voc12": {"misc", "dataset"},
     "coco": {"misc", "dataset"},
+    "folder": {"misc", "dataset"},
     "cub": {"misc", "dataset"},
     "dataset": {"misc"},
     "net": {"misc"},

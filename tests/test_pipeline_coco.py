@@ -9,6 +9,7 @@ from PIL import Image
 
 import run_sample
 from misc.core.io import load_npz
+from tests.conftest import rerun_log
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +80,7 @@ def test_metrics_models_and_projections(coco_run):
 
 def test_rerun_skips_finished_work(coco_run):
     work, argv, _ = coco_run
-    n_runs = (work / "sample_train_eval.log").read_text().count("crt run ")
-    assert run_sample.main(argv) == 0
-    log = (work / "sample_train_eval.log").read_text().split("crt run ")[n_runs + 1]
+    log = rerun_log(work, argv)
     for step in ("train_cam", "train_irn", "train_deeplab"):
         assert f"{step}: up to date" in log
     for step in ("make_cam", "cam_to_ir_label", "make_sem_seg_labels", "make_ins_seg_labels"):

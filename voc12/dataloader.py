@@ -16,8 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dataset.images import read_image  # noqa: F401 (re-exported)
+from dataset.listed_ids import check_listed_ids
 from dataset.torch_datasets import AffinityDataset, ClassificationDataset, ImageDataset, SegmentationDataset
-from misc.core.errors import DataError, MissingDataFileError, UserError
+from misc.core.errors import DataError, UserError
 from misc.core.index_cache import FILES, ReadFiles, file_state, folder_state, read_index_cache, write_index_cache
 from misc.core import labels
 from misc.core.labels import label_palette
@@ -144,6 +145,7 @@ class VOCIndex:
     num_classes = NUM_CLASSES
     num_labels = NUM_LABELS
     class_names = CLASS_NAMES
+    gt_optional = False  # every image of the split lists has its mask
 
     def config_entry(self) -> dict:
         """What of the dataset shapes a step's outputs (an entry of their fingerprints)."""
@@ -172,20 +174,9 @@ class VOCIndex:
         """``ids`` (of ``list_arg``) unchanged, after checking that each has an image-level label
         (:class:`~misc.core.errors.DataError`) and a JPEG (:class:`~misc.core.errors.MissingDataFileError`); every
         offending id is counted, the first ones named."""
-        if labels:
-            unlabelled = [i for i in ids if i not in self.labels]
-            if unlabelled:
-                raise DataError(missing_labels_message(unlabelled, self.root, list_arg))
-        if images:
-            absent = [i for i in ids if not self.image_path(i).is_file()]
-            if absent:
-                shown = ", ".join(str(self.image_path(i)) for i in absent[:5])
-                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-                raise MissingDataFileError(
-                    f"{len(absent)} image(s) listed in {list_arg} do not exist: {shown}{more}. Put the JPEGs of "
-                    f"those ids into {self.root}/JPEGImages/ or remove the ids from the list."
-                )
-        return list(ids)
+        return check_listed_ids(ids, list_arg, self.labels,
+                                lambda bad: missing_labels_message(bad, self.root, list_arg), self.image_path, f"Put the JPEGs of those ids into {self.root}/JPEGImages/ or remove "
+                                "the ids from the list.", labels, images)
 
     def image_path(self, img_id: str) -> Path:
         return image_path(self.root, img_id)

@@ -132,9 +132,12 @@ def ins_seg_from_cams(
     """Instance detections of one image (docs/instances.md#instance-cams-and-detections).
 
     cams: (K, h, w) stride-4 CAMs; keys: (K,) 0-based classes; edge: (1, h, w); dp: (2, h, w) displacement
-    (EdgeDisplacement outputs); image_size: (H, W). Returns detect_instance's dict (class ids 0-based).
+    (EdgeDisplacement outputs); image_size: (H, W). Returns detect_instance's dict (class ids 0-based; none for an
+    image without classes, K = 0).
     """
     height, width = int(image_size[0]), int(image_size[1])
+    if len(keys) == 0:  # no class in the image: no instance
+        return detect_instance(np.zeros((0, height, width)), np.zeros((0, height, width), bool), np.zeros(0, np.int64))
     dp_np = dp.detach().cpu().numpy() if isinstance(dp, torch.Tensor) else np.asarray(dp)
     keys_np = np.asarray(torch.as_tensor(keys).cpu()).reshape(-1)
     centroids = find_centroids_with_refinement(dp_np, iterations)

@@ -33,10 +33,13 @@ def make_ir_label(
 
     img: (H, W, 3) uint8 RGB; high_res: (K, H, W) float32 CAMs (per-class max-normalised); keys: (K,) 0-based.
     fg = CRF(argmax with bg ``fg_thres``), bg = CRF(argmax with bg ``bg_thres``) (class ids);
-    label = fg; label[fg == 0] = 255; label[fg + bg == 0] = 0. Returns (H, W) uint8.
+    label = fg; label[fg == 0] = 255; label[fg + bg == 0] = 0; an image without classes (K = 0) is all background.
+    Returns (H, W) uint8.
     """
     class_ids = padded_keys(keys)
     n_labels = class_ids.shape[0]
+    if n_labels == 1:  # no class in the image: all background
+        return np.zeros(high_res.shape[1:], np.uint8)
     img = np.ascontiguousarray(img, dtype=np.uint8)
     fg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, fg_thres), n_labels=n_labels)]
     bg_conf = class_ids[crf_inference_label(img, confident_argmax(high_res, bg_thres), n_labels=n_labels)]

@@ -258,9 +258,12 @@ def sem_seg_from_cams(
 
     cams: (K, h, w) stride-4 CAMs (per-class max-normalised); keys: (K,) 0-based classes; edge: (1, h, w) boundary
     probabilities (EdgeDisplacement output); image_size: (H, W). Random walk → ×4 bilinear → crop → global max
-    normalisation → background plane ``bg_thres`` in front → argmax → VOC class ids. Returns (H, W) uint8.
+    normalisation → background plane ``bg_thres`` in front → argmax → VOC class ids (an image without classes,
+    K = 0: all background). Returns (H, W) uint8.
     """
     cams_t = torch.as_tensor(cams).to(edge.device)
+    if cams_t.shape[0] == 0:  # no class in the image: all background
+        return np.zeros(tuple(image_size), np.uint8)
     rw = propagate_to_edge(cams_t, edge, radius=radius, beta=beta, exp_times=exp_times, dtype=dtype)
     rw_up = upsample_and_normalise(rw, image_size)
     rw_up_bg = F.pad(rw_up, (0, 0, 0, 0, 1, 0), value=bg_thres)
