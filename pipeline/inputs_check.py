@@ -180,7 +180,14 @@ def _made_before(args, planned: set[str], index, ids_of: Callable[[str], list[st
 
     infer = ids_of("infer_list") if planned & {"make_sem_seg_labels", "make_ins_seg_labels", "train_irn",
                                                "make_cocoann"} else None
-    evaluated = ids_of("chainer_eval_set") if planned & {"eval_cam", "eval_sem_seg", "eval_ins_seg"} else None
+    def scored(flag: str) -> list[str] | None:
+        """The ids of ``flag`` an evaluation scores: those with a mask where masks are optional (a folder)."""
+        ids = ids_of(flag)
+        if ids is not None and getattr(index, "gt_optional", False):
+            ids = [i for i in ids if index.has_class_gt(i)]
+        return ids
+
+    evaluated = scored("chainer_eval_set") if planned & {"eval_cam", "eval_sem_seg", "eval_ins_seg"} else None
     if evaluated is not None:
         needs_cams("eval_cam", evaluated, f"--chainer_eval_set {args.chainer_eval_set}")
     if "cam_to_ir_label" in planned and not cams_made:
@@ -193,8 +200,9 @@ def _made_before(args, planned: set[str], index, ids_of: Callable[[str], list[st
     needs_file("make_cam", "train_cam", cam_vit_weights(args), "cam2_weights_name")
     for step in ("make_sem_seg_labels", "make_ins_seg_labels"):
         needs_file(step, "train_irn", Path(args.irn_weights_name), "irn_weights_name")
-    for step in ("eval_deeplab", "export_deeplab_test"):
-        needs_file(step, "train_deeplab", Path(args.deeplab_weights_name), "deeplab_weights_name")
+    if "eval_deeplab" in planned and scored("val_list"):  # nothing to score: the weights are not read
+        needs_file("eval_deeplab", "train_deeplab", Path(args.deeplab_weights_name), "deeplab_weights_name")
+    needs_file("export_deeplab_test", "train_deeplab", Path(args.deeplab_weights_name), "deeplab_weights_name")
     needs_outputs("train_irn", "cam_to_ir_label", args.ir_label_out_dir, "ir_label_out_dir",
                   ids_of("train_list") if "train_irn" in planned else None, label_png)
     needs_outputs("eval_sem_seg", "make_sem_seg_labels", args.sem_seg_out_dir, "sem_seg_out_dir", evaluated, label_png)
