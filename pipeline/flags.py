@@ -605,3 +605,29 @@ def undeclared_reads(reads: dict[str, Sequence[str]]) -> list[str]:
                 out.append(f"{step} reads --{name}, whose declaration names neither it (shapes/reads/writes/uses) "
                            f"nor is a setting")
     return out
+
+
+def markdown_reference() -> str:
+    """docs/flags.md: every flag of run_sample.py by group, with its default, range and the steps it shapes."""
+    lines = ["# Flags of run_sample.py", "",
+             "Generated from the declarations in `pipeline/flags.py` by `python -m pipeline.flags > docs/flags.md`",
+             "(a test checks that this page is current). *Shapes*: the steps whose outputs the value shapes (a change",
+             "recomputes them); *reads*: the steps that record the identity of the input it names."]
+    group = None
+    for f in FLAGS:
+        if f.hidden or f.default is argparse.SUPPRESS:
+            continue
+        if f.group != group:
+            group = f.group
+            lines += ["", f"## {group}", "", "| flag | default | allowed | shapes / reads | help |", "|---|---|---|---|---|"]
+        names = " ".join(f"`--{n}`" for n in (f.name, *f.aliases))
+        default = "half the CPU cores" if f.name == "num_workers" else f"`{_shown(f.default)}`"
+        allowed = (", ".join(map(str, f.choices)) if f.choices else f.bounds.text() if f.bounds else
+                   "true / false" if f.type is str2bool else "")
+        steps = "; ".join(x for x in (", ".join(f.shapes), f"reads: {', '.join(f.reads)}" if f.reads else "") if x)
+        lines.append(f"| {names} | {default} | {allowed} | {steps} | {f.help.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_reference(), end="")

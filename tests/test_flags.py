@@ -102,3 +102,10 @@ def test_the_completeness_check_fails_when_a_flag_leaves_a_step(monkeypatch, tin
         "a setting"]
     assert F.undeclared_reads({"train_cam": ["cam_lr_typo"]}) == ["train_cam reads 'cam_lr_typo', which is no "
                                                                   "declared flag"]
+
+
+def test_the_flag_reference_page_is_current():
+    from tests.conftest import REPO_ROOT
+
+    assert (REPO_ROOT / "docs" / "flags.md").read_text() == F.markdown_reference(), \
+        "docs/flags.md is stale: python -m pipeline.flags > docs/flags.md"
